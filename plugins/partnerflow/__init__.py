@@ -1,0 +1,1 @@
+"""partnerflow: pull, check, load and report a safeguarding partnership's data returns."""
