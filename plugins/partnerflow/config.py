@@ -205,11 +205,16 @@ class Notifications(_Model):
     )
 
     def allowed(self, email: str) -> bool:
+        """Whether ``email`` is on the allow-list: the address itself, or ``@domain`` (and its subdomains)."""
         email = email.lower()
-        return any(
-            email == entry.lower() or (entry.startswith("@") and email.endswith(entry.lower()))
-            for entry in self.allow_list
-        )
+        domain = email.rpartition("@")[2]
+        for entry in (e.lower() for e in self.allow_list):
+            if entry.startswith("@"):
+                if domain == entry[1:] or domain.endswith("." + entry[1:]):
+                    return True
+            elif email == entry:
+                return True
+        return False
 
 
 class Board(_Model):

@@ -1,0 +1,113 @@
+"""``partnerflow demo``: start everything on loopback, play one quarter, print what happened, stop."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+from partnerflow import status, warehouse
+from partnerflow.config import Partnership, partnership
+from partnerflow.devstack.airflow_stack import AirflowStack
+from partnerflow.devstack.quarter import QuarterLog, QuarterPlayer
+from partnerflow.devstack.stack import AIRFLOW_DB, DevStack
+from partnerflow.paths import repo_path, var_dir
+
+# What a demo run leaves behind and the next one starts without.
+DEMO_OUTPUTS = ("sink", "landing", "boardpack", "clock.json", "airflow/logs")
+
+
+def run_demo(*, keep_running: bool = False) -> int:
+    config = partnership()
+    var = var_dir()
+    started = time.monotonic()
+    _say(f"partnerflow demo: {config.name}")
+    _say(f"working folder: {var}")
+    _clear_previous_run(var)
+    with DevStack(var=var, partnership=config) as stack:
+        _reset_databases(stack)
+        env = stack.environment()
+        os.environ.update(env)
+        warehouse.migrate()
+        _say(
+            f"embedded services up: PostgreSQL :{stack.postgres.port}, SFTP :{stack.sftp.port}, "
+            f"partner API :{stack.partner_api.port}, SendGrid sink :{stack.sink.port}"
+        )
+        airflow = AirflowStack(
+            home=var / "airflow", metadata_url=stack.postgres.url(AIRFLOW_DB), dags_folder=repo_path("dags"), env=env
+        )
+        _say("preparing Airflow's metadata database ...")
+        airflow.setup()
+        try:
+            airflow.start()
+            airflow.wait_healthy()
+            dag_ids = [f"ingest_{f.id}" for f in config.feeds] + ["deadlines", "board_pack"]
+            airflow.client.wait_dags_parsed(dag_ids)
+            for dag_id in dag_ids:
+                airflow.client.unpause(dag_id)
+            _say(f"Airflow up at {airflow.base_url} ({time.monotonic() - started:.0f}s); DAGs: {', '.join(dag_ids)}")
+            log = QuarterPlayer(stack=stack, airflow=airflow, partnership=config, say=_say).play()
+            _summary(config, stack, log)
+            if keep_running:
+                _wait_for_interrupt(airflow)
+        finally:
+            airflow.stop()
+    _say(f"done in {time.monotonic() - started:.0f}s; nothing left running")
+    return 0
+
+
+def _clear_previous_run(var: Path) -> None:
+    for name in DEMO_OUTPUTS:
+        path = var / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _reset_databases(stack: DevStack) -> None:
+    """Each demo plays its quarter from nothing: fresh warehouse and Airflow databases."""
+    with psycopg.connect(stack.postgres.dsn("postgres"), autocommit=True) as conn:
+        for database in (stack.warehouse_db, AIRFLOW_DB):
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{database}"')
+
+
+def _summary(config: Partnership, stack: DevStack, log: QuarterLog) -> None:
+    rows = status.matrix(warehouse.engine(), config)
+    _say("")
+    _say("Submissions (partnerflow status):")
+    for line in status.render_table(rows).splitlines():
+        _say("  " + line)
+    messages = stack.sink.messages()
+    _say("")
+    _say(f"Emails accepted by the SendGrid sink: {len(messages)} (in {stack.sink.out_dir})")
+    for message in messages:
+        recipients = [to["email"] for p in message["personalizations"] for to in p.get("to", [])]
+        _say(f"  - {message['subject']}  →  {', '.join(recipients)}")
+    _say(f"Re-running the due day sent {log.rerun_new_messages} new email(s).")
+    packs = sorted((var_dir() / "boardpack").glob("*/*.html"))
+    _say("Board pack: " + (", ".join(str(p) for p in packs) if packs else "not produced"))
+    _say("Open the .html files in the sink folder to read the emails as recipients would.")
+
+
+def _wait_for_interrupt(airflow: AirflowStack) -> None:
+    login = airflow.login
+    _say("")
+    _say(f"Airflow UI: {login.url}  (user {login.username}, password {login.password})")
+    _say("The stack stays up; press Ctrl-C to stop everything.")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)

@@ -1,0 +1,115 @@
+"""The embedded stack: PostgreSQL, the partners' SFTP drop and API, and the SendGrid sink, wired together.
+
+``DevStack.environment()`` is the whole contract with the rest of partnerflow: the same variables, pointed
+at real servers, are how production is configured (see the README).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from partnerflow.config import HttpTransport, Partnership, SftpTransport
+from partnerflow.devstack.partner_api import PartnerApi
+from partnerflow.devstack.postgres import EmbeddedPostgres
+from partnerflow.devstack.sendgrid_sink import SendgridSink
+from partnerflow.devstack.sftp_server import SftpServer, ensure_keys
+
+WAREHOUSE_DB = "warehouse"
+AIRFLOW_DB = "airflow"
+SFTP_USER = "partner"
+
+
+class DevStack:
+    """Every service partnerflow talks to, on loopback, with state under ``<var>/devstack``."""
+
+    def __init__(self, *, var: Path, partnership: Partnership, warehouse_db: str = WAREHOUSE_DB):
+        self.var = var
+        self.home = var / "devstack"
+        self.partnership = partnership
+        self.warehouse_db = warehouse_db
+        self.postgres = EmbeddedPostgres(data_dir=self.home / "pgdata")
+        self.keys = ensure_keys(self.home / "ssh")
+        self.secrets = self._secrets()
+        self.sftp = SftpServer(
+            root=self.home / "sftp", host_key=self.keys.host_key, authorized_keys=self.keys.authorized_keys
+        )
+        self.partner_api = PartnerApi(root=self.home / "partner_api", token=self.secrets["partner_api_token"])
+        self.sink = SendgridSink(out_dir=var / "sink", api_key=self.secrets["sendgrid_api_key"])
+
+    def start(self) -> None:
+        self.postgres.start()
+        for database in (self.warehouse_db, AIRFLOW_DB):
+            self.postgres.create_database(database)
+        for feed in self.partnership.feeds:
+            if isinstance(feed.transport, SftpTransport):
+                self.drop_dir(feed.transport.directory).mkdir(parents=True, exist_ok=True)
+        self.sftp.start()
+        self.partner_api.start()
+        self.sink.start()
+
+    def stop(self) -> None:
+        for service in (self.sink, self.partner_api, self.sftp):
+            service.stop()
+        self.postgres.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None):
+        self.stop()
+
+    def drop_dir(self, remote_directory: str) -> Path:
+        """The local folder behind a remote SFTP directory (what a partner's upload writes into)."""
+        return self.home / "sftp" / remote_directory.strip("/")
+
+    def environment(self) -> dict[str, str]:
+        """The settings every partnerflow process needs: warehouse, secrets, mail, and Airflow connections."""
+        env = {
+            "PARTNERFLOW_VAR": str(self.var),
+            "PARTNERFLOW_ENVIRONMENT": "development",
+            "PARTNERFLOW_WAREHOUSE_URL": self.postgres.url(self.warehouse_db),
+            "PARTNERFLOW_PSEUDONYM_KEY": self.secrets["pseudonym_key"],
+            "PARTNERFLOW_SENDGRID_API_KEY": self.secrets["sendgrid_api_key"],
+            "PARTNERFLOW_SENDGRID_HOST": self.sink.url,
+        }
+        for feed in self.partnership.feeds:
+            transport = feed.transport
+            if isinstance(transport, SftpTransport):
+                connection = {
+                    "conn_type": "sftp",
+                    "host": self.sftp.host,
+                    "port": self.sftp.port,
+                    "login": SFTP_USER,
+                    "extra": {"key_file": str(self.keys.client_key), "host_key": self.keys.host_key_line},
+                }
+            else:
+                assert isinstance(transport, HttpTransport)
+                connection = {
+                    "conn_type": "http",
+                    "schema": "http",
+                    "host": self.partner_api.host,
+                    "port": self.partner_api.port,
+                    "password": self.secrets["partner_api_token"],
+                }
+            env[f"AIRFLOW_CONN_{transport.connection.upper()}"] = json.dumps(connection)
+        return env
+
+    def _secrets(self) -> dict[str, str]:
+        """Development secrets, generated once and kept with the stack (production uses a secrets backend)."""
+        path = self.home / "secrets.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        self.home.mkdir(parents=True, exist_ok=True)
+        values = {
+            "pseudonym_key": secrets.token_hex(32),
+            "sendgrid_api_key": "SG.dev-" + secrets.token_urlsafe(24),
+            "partner_api_token": secrets.token_urlsafe(24),
+        }
+        path.write_text(json.dumps(values, indent=2))
+        path.chmod(0o600)
+        return values

@@ -1,0 +1,69 @@
+"""Data minimisation at intake (BRIEF §6): what leaves this module is all partnerflow ever stores.
+
+Identifiers become keyed pseudonyms (HMAC-SHA256 with a secret key, never a plain hash), dates of birth
+become the first of the month, postcodes become sectors, and dropped columns are never read further.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import os
+import re
+
+KEY_ENV = "PARTNERFLOW_PSEUDONYM_KEY"
+MIN_KEY_BYTES = 32
+POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)\s*([0-9])[A-Z]{2}$")
+
+
+class MinimisationError(ValueError):
+    """A value could not be minimised; intake fails closed and loads nothing of the file."""
+
+
+class PseudonymKeyMissing(RuntimeError):
+    """No pseudonymisation key is configured: nothing may be loaded."""
+
+
+def pseudonym_key() -> bytes:
+    """The secret key from ``PARTNERFLOW_PSEUDONYM_KEY`` (hex, at least 32 bytes)."""
+    raw = os.environ.get(KEY_ENV, "")
+    try:
+        key = bytes.fromhex(raw)
+    except ValueError:
+        key = b""
+    if len(key) < MIN_KEY_BYTES:
+        raise PseudonymKeyMissing(
+            f"{KEY_ENV} must hold a secret of at least {MIN_KEY_BYTES} bytes, hex-encoded; "
+            "refusing to load identifiable data without it"
+        )
+    return key
+
+
+def pseudonymise(key: bytes, namespace: str, value: str) -> str:
+    """A stable keyed pseudonym; the same identifier in the same namespace always maps to the same value."""
+    normalised = value.strip().upper()
+    return hmac.new(key, f"{namespace}:{normalised}".encode(), hashlib.sha256).hexdigest()
+
+
+def nhs_number_valid(value: str) -> bool:
+    """The NHS number's modulus 11 check digit."""
+    digits = value.replace(" ", "").replace("-", "")
+    if len(digits) != 10 or not digits.isdigit():
+        return False
+    total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
+    check = 11 - total % 11
+    check = 0 if check == 11 else check
+    return check != 10 and check == int(digits[9])
+
+
+def month_only(day: dt.date) -> dt.date:
+    return day.replace(day=1)
+
+
+def postcode_sector(value: str) -> str:
+    """``AB1 2CD`` -> ``AB1 2``; raises MinimisationError when the value is not a full UK postcode."""
+    match = POSTCODE.match(value.strip().upper())
+    if not match:
+        raise MinimisationError("not a full UK postcode")
+    return f"{match[1]} {match[2]}"

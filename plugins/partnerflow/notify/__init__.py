@@ -1,0 +1,2 @@
+"""Notifications: messages built from templates, written to the outbox with the state change that causes
+them, and sent once through SendGrid by a sender that drains the outbox."""

@@ -1,0 +1,506 @@
+"""The emails partnerflow sends, built from the templates in ``notify/templates``.
+
+Each builder returns a ``Message`` with a deterministic key, a short specific subject, an HTML part (a
+shared accessible layout) and a plain-text part. Nothing here ever puts a row value in an email: a
+rejection report is read through a whitelist of fields (rule code, plain message, column names, counts,
+row numbers), so whatever else a report carries never reaches the template.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from partnerflow.calendar import Period, add_working_days, working_days_between
+from partnerflow.config import Feed, Partnership
+from partnerflow.notify.outbox import Attachment, Message, message_key
+
+TEMPLATES_DIR = Path(__file__).with_name("templates")
+ROW_NUMBERS_SHOWN = 20
+CSV_MIME_TYPE = "text/csv"
+
+RECEIPT = "receipt"
+REJECTION = "rejection"
+ADVANCE_REMINDER = "reminder-advance"
+DUE_REMINDER = "reminder-due"
+OVERDUE_REMINDER = "reminder-overdue"
+ESCALATION = "escalation"
+BOARD_PACK = "board-pack"
+FAILURE_ALERT = "failure"
+
+_SAFE_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,80}$")
+_SAFE_COLUMN = re.compile(r"^[A-Za-z0-9_ .\-]{1,64}$")
+_MESSAGE_MAX = 300
+_SOURCE_NAME_MAX = 120
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    """One failed contract rule as an email may show it: no values, only names, counts and row numbers."""
+
+    code: str
+    message: str
+    columns: tuple[str, ...]
+    severity: str
+    failing_rows: int
+    row_numbers: tuple[int, ...]
+
+    @property
+    def shown_rows(self) -> tuple[int, ...]:
+        return self.row_numbers[:ROW_NUMBERS_SHOWN]
+
+    @property
+    def more_rows(self) -> int:
+        """How many failing rows the email body does not list."""
+        return max(self.failing_rows, len(self.row_numbers)) - len(self.shown_rows)
+
+
+def receipt(
+    partnership: Partnership,
+    feed: Feed,
+    period: Period,
+    *,
+    file_id: int,
+    source_name: str,
+    rows: int,
+    warnings: Sequence[Mapping[str, Any] | str] = (),
+) -> Message:
+    """The partner contact's receipt: the return arrived, passed its checks and is published.
+
+    ``warnings`` are failures of warning-severity rules (report failure dicts) or short plain sentences.
+    """
+    partner = partnership.partner(feed.partner)
+    warning_failures = [_rule_failure(w) for w in warnings if isinstance(w, Mapping)]
+    warning_notes = [w for w in warnings if isinstance(w, str)]
+    subject = f"{partnership.short_name}: {feed.title} for {_quarter(period)} received – {_count(rows, 'row')}"
+    return _build(
+        partnership,
+        kind=RECEIPT,
+        key=message_key(RECEIPT, feed.id, period.id, file=file_id),
+        feed_id=feed.id,
+        period_id=period.id,
+        recipients=(partner.contact.email,),
+        cc=(),
+        subject=subject,
+        template="receipt",
+        context={
+            "partner": partner,
+            "feed": feed,
+            "period": period,
+            "source_name": _short(source_name, _SOURCE_NAME_MAX),
+            "rows": rows,
+            "warning_failures": warning_failures,
+            "warning_notes": warning_notes,
+        },
+    )
+
+
+def rejection(
+    partnership: Partnership,
+    feed: Feed,
+    period: Period,
+    *,
+    file_id: int,
+    source_name: str,
+    report: Mapping[str, Any],
+    due: dt.date,
+) -> Message:
+    """The rejection report to the partner contact (cc the officer), with a CSV of every failing row number."""
+    partner = partnership.partner(feed.partner)
+    failures = [_rule_failure(f) for f in report.get("failures", ())]
+    errors = [f for f in failures if f.severity == "error"]
+    warnings = [f for f in failures if f.severity == "warning"]
+    rules_checked = _non_negative_int(report.get("rules_checked"))
+    rows_checked = _non_negative_int(report.get("rows_checked"))
+    failed = len(errors) or len(failures)
+    checks = f"{failed} of {rules_checked} checks failed" if rules_checked else _count(failed, "check") + " failed"
+    subject = f"{partnership.short_name}: {feed.title} for {_quarter(period)} not accepted – {checks}"
+    csv_name = f"rejection-{feed.id}-{period.id}.csv"
+    return _build(
+        partnership,
+        kind=REJECTION,
+        key=message_key(REJECTION, feed.id, period.id, file=file_id),
+        feed_id=feed.id,
+        period_id=period.id,
+        recipients=(partner.contact.email,),
+        cc=(partnership.officer.email,),
+        subject=subject,
+        template="rejection",
+        context={
+            "partner": partner,
+            "feed": feed,
+            "period": period,
+            "source_name": _short(source_name, _SOURCE_NAME_MAX),
+            "errors": errors,
+            "warnings": warnings,
+            "rules_checked": rules_checked,
+            "rows_checked": rows_checked,
+            "due": due,
+            "csv_name": csv_name,
+            "csv_rows": sum(len(f.row_numbers) for f in failures),
+        },
+        attachments=(Attachment(filename=csv_name, content=_rejection_csv(failures), mime_type=CSV_MIME_TYPE),),
+    )
+
+
+def advance_reminder(
+    partnership: Partnership, feed: Feed, period: Period, *, due: dt.date, as_of: dt.date | None = None
+) -> Message:
+    """A friendly note to the partner contact some working days before the due date. ``as_of`` (default:
+    the stage's day) sets how many working days away the email says the due date is."""
+    return _reminder(partnership, feed, period, due=due, kind=ADVANCE_REMINDER, as_of=as_of)
+
+
+def due_reminder(partnership: Partnership, feed: Feed, period: Period, *, due: dt.date) -> Message:
+    """The due-day reminder to the partner contact."""
+    return _reminder(partnership, feed, period, due=due, kind=DUE_REMINDER, as_of=None)
+
+
+def overdue_reminder(
+    partnership: Partnership, feed: Feed, period: Period, *, due: dt.date, as_of: dt.date | None = None
+) -> Message:
+    """The overdue reminder to the partner contact, cc the officer. ``as_of`` (default: the stage's day)
+    sets how many working days late the email says the return is."""
+    return _reminder(partnership, feed, period, due=due, kind=OVERDUE_REMINDER, as_of=as_of)
+
+
+def escalation(
+    partnership: Partnership, feed: Feed, period: Period, *, due: dt.date, as_of: dt.date | None = None
+) -> Message:
+    """The escalation to the partner's senior lead, cc the officer, when a return is seriously late."""
+    return _reminder(partnership, feed, period, due=due, kind=ESCALATION, as_of=as_of)
+
+
+def board_pack(
+    partnership: Partnership, period: Period, *, html_summary: str, attachments: Sequence[Attachment]
+) -> Message:
+    """The Board's MI pack: the HTML summary (trusted markup from the report module) and the PDF."""
+    summary = Markup(html_summary)  # noqa: S704 - built by partnerflow.report from escaped templates
+    return _build(
+        partnership,
+        kind=BOARD_PACK,
+        key=message_key(BOARD_PACK, period.id),
+        feed_id=None,
+        period_id=period.id,
+        recipients=tuple(p.email for p in partnership.board.recipients),
+        cc=(),
+        subject=f"{partnership.short_name}: Board performance pack for {_quarter(period)}",
+        template="board_pack",
+        context={
+            "period": period,
+            "board": partnership.board,
+            "summary_html": summary,
+            "summary_text": html_to_text(html_summary),
+            "attachment_names": [a.filename for a in attachments],
+        },
+        attachments=tuple(attachments),
+    )
+
+
+def failure_alert(
+    partnership: Partnership, *, dag_id: str, task_id: str, period_id: str | None, run_url: str
+) -> Message:
+    """A pipeline failure alert to the engineers, cc the officer: which DAG, task and period, and a link."""
+    period = _period_or_none(period_id)
+    period_text = _quarter(period) if period else (period_id or "no period")
+    run = hashlib.sha256(run_url.encode("utf-8")).hexdigest()[:12]
+    return _build(
+        partnership,
+        kind=FAILURE_ALERT,
+        key=message_key(FAILURE_ALERT, dag_id, task_id, period_id or "none", run=run),
+        feed_id=None,
+        period_id=period_id,
+        recipients=tuple(p.email for p in partnership.engineers),
+        cc=(partnership.officer.email,),
+        subject=f"{partnership.short_name}: {dag_id} failed at {task_id} for {period_text}",
+        template="failure_alert",
+        context={
+            "dag_id": dag_id,
+            "task_id": task_id,
+            "period": period,
+            "period_text": period_text,
+            "run_url": run_url,
+        },
+    )
+
+
+def html_to_text(html: str) -> str:
+    """A readable plain-text rendering of simple HTML (headings, paragraphs, lists, tables)."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    return parser.text()
+
+
+# --- building ----------------------------------------------------------------------------------------
+
+
+def _reminder(
+    partnership: Partnership, feed: Feed, period: Period, *, due: dt.date, kind: str, as_of: dt.date | None
+) -> Message:
+    partner = partnership.partner(feed.partner)
+    ladder = partnership.calendar.ladder
+    quarter = _quarter(period)
+    what = f"{feed.title} for {quarter}"
+    if kind == ADVANCE_REMINDER:
+        as_of = as_of or add_working_days(due, -ladder.advance_working_days)
+        recipients, cc = (partner.contact.email,), ()
+        subject = f"{partnership.short_name}: {what} due {_short_date(due)}"
+    elif kind == DUE_REMINDER:
+        recipients, cc = (partner.contact.email,), ()
+        subject = f"{partnership.short_name}: {what} is due today"
+    elif kind == OVERDUE_REMINDER:
+        as_of = as_of or add_working_days(due, ladder.overdue_working_days)
+        recipients, cc = (partner.contact.email,), (partnership.officer.email,)
+        days_late = working_days_between(due, as_of)
+        subject = f"{partnership.short_name}: {what} is overdue – {_count(days_late, 'working day')} late"
+    else:
+        as_of = as_of or add_working_days(due, ladder.escalation_working_days)
+        recipients, cc = (partner.senior_lead.email,), (partnership.officer.email,)
+        days_late = working_days_between(due, as_of)
+        subject = f"{partnership.short_name}: {what} is {_count(days_late, 'working day')} late"
+    return _build(
+        partnership,
+        kind=kind,
+        key=message_key(kind, feed.id, period.id),
+        feed_id=feed.id,
+        period_id=period.id,
+        recipients=recipients,
+        cc=cc,
+        subject=subject,
+        template=kind.replace("-", "_"),
+        context={
+            "partner": partner,
+            "feed": feed,
+            "period": period,
+            "due": due,
+            "working_days_to_due": working_days_between(as_of, due) if kind == ADVANCE_REMINDER else 0,
+            "days_late": working_days_between(due, as_of) if as_of and kind != ADVANCE_REMINDER else 0,
+        },
+    )
+
+
+def _build(
+    partnership: Partnership,
+    *,
+    kind: str,
+    key: str,
+    feed_id: str | None,
+    period_id: str | None,
+    recipients: Iterable[str],
+    cc: Iterable[str],
+    subject: str,
+    template: str,
+    context: Mapping[str, Any],
+    attachments: tuple[Attachment, ...] = (),
+) -> Message:
+    to = _unique(recipients)
+    copies = [address for address in _unique(cc) if address not in to]
+    full_context = {"partnership": partnership, "subject": subject, "key": key, **context}
+    text, html = _render(template, full_context)
+    return Message(
+        key=key,
+        kind=kind,
+        feed_id=feed_id,
+        period_id=period_id,
+        recipients=tuple(to),
+        cc=tuple(copies),
+        subject=subject,
+        text=text,
+        html=html,
+        attachments=attachments,
+    )
+
+
+def _render(template: str, context: Mapping[str, Any]) -> tuple[str, str]:
+    env = _environment()
+    text = env.get_template(f"{template}.txt").render(context)
+    html = env.get_template(f"{template}.html").render(context)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n", html
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=True, default=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["long_date"] = _long_date
+    env.filters["count"] = _count
+    env.filters["quarter"] = _quarter
+    env.filters["thousands"] = lambda n: f"{n:,}"
+    env.globals["how_to_send"] = _how_to_send
+    return env
+
+
+def _how_to_send(feed: Feed, period: Period) -> dict[str, str]:
+    """What a partner does to send (or resend) a return, in words, from the feed's transport."""
+    transport = feed.transport
+    file_format = {"csv": "a CSV file", "json": "JSON", "xlsx": "an Excel (.xlsx) workbook"}[feed.format.kind]
+    if transport.kind == "sftp":
+        name = transport.pattern.replace("{period}", period.id)
+        finish = {
+            "rename": "Upload it under a temporary name and rename it to that name when the upload is complete.",
+            "done_marker": f"When the upload is complete, add an empty file named {name}.done beside it.",
+            "stable_size": "We take it once its size has stopped changing.",
+        }[transport.completeness]
+        return {
+            "how": f"Upload {file_format} named {name} to the folder {transport.directory} on the partnership "
+            "SFTP server.",
+            "finish": finish,
+        }
+    endpoint = transport.endpoint.replace("{period}", period.id)
+    return {
+        "how": f"Publish the return as {file_format} at your API endpoint {endpoint}.",
+        "finish": "We collect it from there automatically, several times a day.",
+    }
+
+
+# --- whitelisting a validation report ------------------------------------------------------------------
+
+
+def _rule_failure(raw: Mapping[str, Any]) -> RuleFailure:
+    """Read only the whitelisted fields of a report failure, each checked for shape."""
+    code = str(raw.get("code", ""))
+    columns = raw.get("columns") or ()
+    if isinstance(columns, str):
+        columns = (columns,)
+    row_numbers = sorted({n for n in (raw.get("row_numbers") or ()) if _is_int(n) and n > 0})
+    return RuleFailure(
+        code=code if _SAFE_CODE.match(code) else "unnamed-rule",
+        message=_short(str(raw.get("message", "")), _MESSAGE_MAX),
+        columns=tuple(c if _SAFE_COLUMN.match(str(c)) else "(unnamed column)" for c in map(str, columns)),
+        severity="warning" if raw.get("severity") == "warning" else "error",
+        failing_rows=_non_negative_int(raw.get("failing_rows")),
+        row_numbers=tuple(row_numbers),
+    )
+
+
+def _rejection_csv(failures: Sequence[RuleFailure]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(["row_number", "rule_code"])
+    pairs = sorted((n, f.code) for f in failures for n in f.row_numbers)
+    writer.writerows((n, _spreadsheet_safe(code)) for n, code in pairs)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _spreadsheet_safe(cell: str) -> str:
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@") else cell
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _non_negative_int(value: object) -> int:
+    return value if _is_int(value) and value >= 0 else 0  # type: ignore[return-value]
+
+
+# --- wording ----------------------------------------------------------------------------------------
+
+
+def _quarter(period: Period) -> str:
+    """``Q2 2026/27``: the period label without the months, for subjects."""
+    return period.label.split(" (")[0]
+
+
+def _long_date(day: dt.date) -> str:
+    return f"{day:%A} {day.day} {day:%B %Y}"
+
+
+def _short_date(day: dt.date) -> str:
+    return f"{day:%a} {day.day} {day:%b}"
+
+
+def _count(n: int, singular: str, plural: str | None = None) -> str:
+    return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
+
+
+def _short(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _unique(addresses: Iterable[str]) -> list[str]:
+    seen: list[str] = []
+    for address in addresses:
+        address = address.strip().lower()
+        if address and address not in seen:
+            seen.append(address)
+    return seen
+
+
+def _period_or_none(period_id: str | None) -> Period | None:
+    try:
+        return Period.from_id(period_id) if period_id else None
+    except ValueError:
+        return None
+
+
+class _TextExtractor(HTMLParser):
+    _BLOCKS = {"p", "div", "section", "article", "header", "footer", "table", "ul", "ol", "br", "hr"}
+    _SKIP = {"style", "script", "head", "title"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self._parts: list[str] = []
+        self._skipping = 0
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self._skipping += 1
+        elif tag in ("h1", "h2", "h3", "h4"):
+            self._parts.append("\n\n")
+        elif tag == "li":
+            self._parts.append("\n- ")
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag in self._BLOCKS:
+            self._parts.append("\n\n" if tag != "br" else "\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP:
+            self._skipping = max(0, self._skipping - 1)
+        elif tag in ("h1", "h2", "h3", "h4"):
+            self._parts.append("\n")
+        elif tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self._parts.append("\n" + " | ".join(self._row))
+            self._row = None
+        elif tag in self._BLOCKS:
+            self._parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._skipping:
+            return
+        if self._cell is not None:
+            self._cell.append(data)
+        else:
+            self._parts.append(re.sub(r"\s+", " ", data))
+
+    def text(self) -> str:
+        lines = [line.strip() for line in "".join(self._parts).splitlines()]
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()

@@ -1,0 +1,186 @@
+"""Deciding a received file: publish its feed x period slice atomically, or quarantine it.
+
+Both happen in one transaction under a lock on the slice, together with the ledger change, the validation
+report and the outbox message they cause. So readers never see part of a file, two runs of the same slice
+end in the same state, and a rejected or empty resubmission never touches what is already published.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from partnerflow import clock, ledger
+from partnerflow.calendar import Period, due_date
+from partnerflow.config import Dataset, Feed, Partnership
+from partnerflow.intake import staging_table
+from partnerflow.notify import messages
+from partnerflow.notify.outbox import enqueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one received file. Ids and counts only: safe for logs and XCom."""
+
+    file_id: int
+    feed_id: str
+    period_id: str
+    state: str
+    rows: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file_id": self.file_id,
+            "feed_id": self.feed_id,
+            "period_id": self.period_id,
+            "state": self.state,
+            "rows": self.rows,
+        }
+
+
+def lock_slice(conn: Connection, feed_id: str, period_id: str) -> None:
+    """Serialise every decision about one feed x period (held to the end of the transaction)."""
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"slice:{feed_id}:{period_id}"})
+
+
+def publish(
+    eng: Engine,
+    partnership: Partnership,
+    *,
+    file_id: int,
+    feed: Feed,
+    dataset: Dataset,
+    report: dict[str, Any],
+) -> Outcome:
+    """Replace the published slice with the staged rows of ``file_id``, or record why it can't."""
+    columns = ", ".join(c.name for c in dataset.loaded_columns)
+    with eng.begin() as conn:
+        received = ledger.get(conn, file_id)
+        lock_slice(conn, feed.id, received.period_id)
+        received = ledger.get(conn, file_id)
+        if received.state != ledger.RECEIVED:
+            return Outcome(file_id, feed.id, received.period_id, received.state)
+        current = conn.execute(
+            sa.text("SELECT published_file_id FROM ops.submissions WHERE feed_id = :f AND period_id = :p"),
+            {"f": feed.id, "p": received.period_id},
+        ).scalar()
+        _store_report(conn, file_id, report)
+        if current is not None and current > file_id:
+            ledger.set_state(conn, file_id, ledger.SUPERSEDED, f"file {current} arrived later and is published")
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {staging_table(dataset, file_id)}"))
+            return Outcome(file_id, feed.id, received.period_id, ledger.SUPERSEDED)
+        conn.execute(
+            sa.text(f"DELETE FROM {dataset.table} WHERE feed_id = :f AND period_id = :p"),
+            {"f": feed.id, "p": received.period_id},
+        )
+        rows = conn.execute(
+            sa.text(
+                f"INSERT INTO {dataset.table} (feed_id, period_id, file_id, file_sha256, row_number, loaded_at,"
+                f" {columns}) SELECT :f, :p, :i, :h, row_number, :at, {columns}"
+                f" FROM {staging_table(dataset, file_id)}"
+            ),
+            {"f": feed.id, "p": received.period_id, "i": file_id, "h": received.sha256, "at": clock.now()},
+        ).rowcount
+        if current is not None:
+            ledger.set_state(conn, current, ledger.SUPERSEDED, f"replaced by file {file_id}")
+        ledger.set_state(conn, file_id, ledger.PUBLISHED, f"{rows} rows published", row_count=rows)
+        earlier_rejections = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM ops.received_files WHERE feed_id = :f AND period_id = :p"
+                " AND state = 'rejected' AND id < :i"
+            ),
+            {"f": feed.id, "p": received.period_id, "i": file_id},
+        ).scalar_one()
+        conn.execute(
+            sa.text(
+                "UPDATE ops.submissions SET state = 'published', published_at = :at, published_file_id = :i,"
+                " rows_published = :n, first_time_pass = coalesce(first_time_pass, :first), updated_at = :at"
+                " WHERE feed_id = :f AND period_id = :p"
+            ),
+            {
+                "at": clock.now(),
+                "i": file_id,
+                "n": rows,
+                "first": earlier_rejections == 0,
+                "f": feed.id,
+                "p": received.period_id,
+            },
+        )
+        warnings = [f for f in report.get("failures", []) if f.get("severity") == "warning"]
+        enqueue(
+            conn,
+            messages.receipt(
+                partnership,
+                feed,
+                Period.from_id(received.period_id),
+                file_id=file_id,
+                source_name=received.source_name,
+                rows=rows,
+                warnings=warnings,
+            ),
+        )
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {staging_table(dataset, file_id)}"))
+    log.info("published %s %s: file %s, %d rows", feed.id, received.period_id, file_id, rows)
+    return Outcome(file_id, feed.id, received.period_id, ledger.PUBLISHED, rows)
+
+
+def quarantine(
+    eng: Engine,
+    partnership: Partnership,
+    *,
+    file_id: int,
+    feed: Feed,
+    dataset: Dataset,
+    report: dict[str, Any],
+) -> Outcome:
+    """Mark a file rejected with its report and tell the partner; published data stays as it was."""
+    codes = sorted({f["code"] for f in report["failures"] if f.get("severity", "error") == "error"})
+    with eng.begin() as conn:
+        received = ledger.get(conn, file_id)
+        lock_slice(conn, feed.id, received.period_id)
+        received = ledger.get(conn, file_id)
+        if received.state != ledger.RECEIVED:
+            return Outcome(file_id, feed.id, received.period_id, received.state)
+        period = Period.from_id(received.period_id)
+        _store_report(conn, file_id, report)
+        ledger.set_state(conn, file_id, ledger.REJECTED, "failed " + ", ".join(codes))
+        conn.execute(
+            sa.text(
+                "UPDATE ops.submissions SET first_time_pass = coalesce(first_time_pass, false), updated_at = :at,"
+                " state = CASE WHEN state = 'published' THEN state ELSE 'rejected' END"
+                " WHERE feed_id = :f AND period_id = :p"
+            ),
+            {"at": clock.now(), "f": feed.id, "p": received.period_id},
+        )
+        enqueue(
+            conn,
+            messages.rejection(
+                partnership,
+                feed,
+                period,
+                file_id=file_id,
+                source_name=received.source_name,
+                report=report,
+                due=due_date(partnership, feed, period),
+            ),
+        )
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {staging_table(dataset, file_id)}"))
+    log.info("rejected %s %s: file %s failed %s", feed.id, received.period_id, file_id, ", ".join(codes))
+    return Outcome(file_id, feed.id, received.period_id, ledger.REJECTED)
+
+
+def _store_report(conn: Connection, file_id: int, report: dict[str, Any]) -> None:
+    conn.execute(
+        sa.text(
+            "INSERT INTO ops.validation_reports (file_id, passed, report) VALUES (:i, :p, CAST(:r AS jsonb))"
+            " ON CONFLICT (file_id) DO UPDATE SET passed = excluded.passed, report = excluded.report"
+        ),
+        {"i": file_id, "p": bool(report.get("passed")), "r": json.dumps(report)},
+    )

@@ -1,0 +1,60 @@
+"""Shared fixtures: the embedded PostgreSQL the tests start themselves, and a fresh warehouse per test."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from partnerflow import warehouse
+from partnerflow.config import Partnership, load_config
+from partnerflow.devstack.postgres import EmbeddedPostgres
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[EmbeddedPostgres]:
+    """One embedded PostgreSQL server for the whole session (data kept under var/test between runs)."""
+    server = EmbeddedPostgres(data_dir=REPO / "var" / "test" / "pgdata")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_database(postgres: EmbeddedPostgres) -> Iterator[str]:
+    """An empty database of its own for one test; returns its SQLAlchemy URL."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    postgres.create_database(name)
+    yield postgres.url(name)
+    warehouse._engine_for.cache_clear()
+    with psycopg.connect(postgres.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private working folder (landing, sink, clock) for one test."""
+    path = tmp_path / "var"
+    path.mkdir()
+    monkeypatch.setenv("PARTNERFLOW_VAR", str(path))
+    return path
+
+
+@pytest.fixture
+def warehouse_url(fresh_database: str, var: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A migrated warehouse in its own database, configured for the code under test, with a pseudonym key."""
+    monkeypatch.setenv("PARTNERFLOW_WAREHOUSE_URL", fresh_database)
+    monkeypatch.setenv("PARTNERFLOW_PSEUDONYM_KEY", secrets.token_hex(32))
+    warehouse.migrate()
+    return fresh_database
+
+
+@pytest.fixture(scope="session")
+def demo_config() -> Partnership:
+    return load_config(REPO / "config" / "partnership.yaml")

@@ -1,0 +1,127 @@
+"""Intake through the real SFTP server and partner API, without Airflow's scheduler: the package's own path.
+
+fetch lands files and records them; decide stages, checks and publishes or quarantines; the ledger, the core
+tables and the outbox say what a user would see.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import sqlalchemy as sa
+
+from partnerflow import ingest, warehouse
+from partnerflow.calendar import Period
+from partnerflow.devstack.stack import DevStack
+from partnerflow.generator import police_ppn_records, referrals_csv
+
+PERIOD = Period.from_id("2026Q3")
+
+
+@pytest.fixture
+def stack(var, demo_config, warehouse_url, postgres, monkeypatch):
+    """SFTP, partner API and sink on loopback, with the Airflow connections in the environment."""
+    dev = DevStack(var=var, partnership=demo_config)
+    dev.postgres = postgres  # the session's server; the warehouse database is the test's own
+    dev.sftp.start()
+    dev.partner_api.start()
+    dev.sink.start()
+    for name, value in dev.environment().items():
+        if name.startswith("AIRFLOW_CONN_") or name.startswith("PARTNERFLOW_SENDGRID"):
+            monkeypatch.setenv(name, value)
+    for feed in demo_config.feeds:
+        if feed.transport.kind == "sftp":
+            dev.drop_dir(feed.transport.directory).mkdir(parents=True, exist_ok=True)
+    yield dev
+    dev.sink.stop()
+    dev.partner_api.stop()
+    dev.sftp.stop()
+
+
+def _upload(stack, demo_config, content: bytes, name: str = "referrals_2026Q3.csv"):
+    drop = stack.drop_dir(demo_config.feed("council_referrals").transport.directory)
+    (drop / f"{name}.part").write_bytes(content)
+    os.replace(drop / f"{name}.part", drop / name)
+
+
+def _ledger(feed_id: str) -> list[tuple[int, str]]:
+    with warehouse.engine().connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                sa.text("SELECT id, state FROM ops.received_files WHERE feed_id = :f ORDER BY id"), {"f": feed_id}
+            )
+        ]
+
+
+def _count(sql: str) -> int:
+    with warehouse.engine().connect() as conn:
+        return conn.execute(sa.text(sql)).scalar_one()
+
+
+def test_defective_then_corrected_file(stack, demo_config):
+    _upload(stack, demo_config, referrals_csv(PERIOD, seed=1, defects=True))
+    ids = ingest.fetch("council_referrals", config=demo_config)
+    outcomes = ingest.decide("council_referrals", ids, config=demo_config)
+    assert [o["state"] for o in outcomes] == ["rejected"]
+    assert _count("SELECT count(*) FROM core.referrals") == 0
+    assert _count("SELECT count(*) FROM ops.notifications WHERE kind = 'rejection'") == 1
+
+    # Nothing new on the drop: a second run fetches nothing and decides nothing.
+    assert ingest.fetch("council_referrals", config=demo_config) == []
+
+    _upload(stack, demo_config, referrals_csv(PERIOD, seed=1, n=300))
+    ids = ingest.fetch("council_referrals", config=demo_config)
+    outcomes = ingest.decide("council_referrals", ids, config=demo_config)
+    assert [(o["state"], o["rows"]) for o in outcomes] == [("published", 300)]
+    assert [state for _, state in _ledger("council_referrals")] == ["rejected", "published"]
+    assert _count("SELECT count(*) FROM core.referrals WHERE period_id = '2026Q3'") == 300
+    assert _count("SELECT count(*) FROM ops.notifications WHERE kind = 'receipt'") == 1
+    # Identifiers are keyed pseudonyms, never the partner's ids.
+    assert _count("SELECT count(*) FROM core.referrals WHERE length(child_id) <> 64") == 0
+    assert _count("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'staging'") == 0
+
+
+def test_same_bytes_again_is_a_duplicate_and_changes_nothing(stack, demo_config):
+    content = referrals_csv(PERIOD, seed=2, n=50)
+    _upload(stack, demo_config, content)
+    ingest.decide("council_referrals", ingest.fetch("council_referrals", config=demo_config), config=demo_config)
+    _upload(stack, demo_config, content, name="referrals_2026Q3 (copy).csv")  # not the feed's pattern: ignored
+    _upload(stack, demo_config, content)  # same name and bytes, new mtime: fetched, found to be a duplicate
+    ids = ingest.fetch("council_referrals", config=demo_config)
+    assert ids == []
+    assert [state for _, state in _ledger("council_referrals")] == ["published", "duplicate"]
+    assert _count("SELECT count(*) FROM core.referrals") == 50
+
+
+def test_rejected_resubmission_leaves_published_data(stack, demo_config):
+    _upload(stack, demo_config, referrals_csv(PERIOD, seed=3, n=80))
+    ingest.decide("council_referrals", ingest.fetch("council_referrals", config=demo_config), config=demo_config)
+    _upload(stack, demo_config, b"referral_id,child_id\n")  # empty and missing columns
+    outcomes = ingest.decide(
+        "council_referrals", ingest.fetch("council_referrals", config=demo_config), config=demo_config
+    )
+    assert [o["state"] for o in outcomes] == ["rejected"]
+    assert _count("SELECT count(*) FROM core.referrals") == 80
+    with warehouse.engine().connect() as conn:
+        state = conn.execute(sa.text("SELECT state FROM ops.submissions")).scalar_one()
+        report = conn.execute(
+            sa.text("SELECT report FROM ops.validation_reports ORDER BY file_id DESC LIMIT 1")
+        ).scalar_one()
+    assert state == "published"
+    assert {f["code"] for f in report["failures"]} == {"FILE-002"}
+
+
+def test_police_api_feed(stack, demo_config):
+    assert ingest.fetch("police_ppn", period_id="2026Q3", config=demo_config) == []  # not submitted yet
+    stack.partner_api.submit("ppn", "2026Q3", police_ppn_records(PERIOD, seed=4))
+    ids = ingest.fetch("police_ppn", period_id="2026Q3", config=demo_config)
+    outcomes = ingest.decide("police_ppn", ids, config=demo_config)
+    assert [o["state"] for o in outcomes] == ["published"]
+    assert _count("SELECT count(*) FROM core.police_ppn") == len(police_ppn_records(PERIOD, seed=4))
+    with warehouse.engine().connect() as conn:
+        landed = conn.execute(sa.text("SELECT landed_path FROM ops.received_files")).scalar_one()
+    document = json.loads((stack.var / "landing" / landed).read_bytes())
+    assert document["endpoint"] == "/v1/returns/ppn/2026Q3"

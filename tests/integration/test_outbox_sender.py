@@ -1,0 +1,382 @@
+"""The outbox and the sender against a real PostgreSQL and the SendGrid sink, with the real sendgrid client."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from psycopg import sql
+from sqlalchemy.engine import Engine
+
+from partnerflow import warehouse
+from partnerflow.calendar import Period
+from partnerflow.config import Partnership, Person, load_config
+from partnerflow.devstack.postgres import EmbeddedPostgres
+from partnerflow.devstack.sendgrid_sink import MailFault, SendgridSink
+from partnerflow.notify import messages
+from partnerflow.notify.outbox import Message, enqueue
+from partnerflow.notify.sender import SenderSettings, SendgridCredentialsRejected, SendSummary, send_pending
+
+API_KEY = "SG.test-key.partnerflow"
+PERIOD = Period.from_id("2026Q3")
+
+
+@pytest.fixture(scope="module")
+def engine(postgres: EmbeddedPostgres) -> Iterator[Engine]:
+    """A migrated warehouse of this module's own on the embedded server."""
+    name = f"t_notify_{uuid.uuid4().hex[:12]}"
+    postgres.create_database(name)
+    eng = sa.create_engine(postgres.url(name))
+    try:
+        warehouse.migrate(eng)
+        yield eng
+    finally:
+        eng.dispose()
+        with psycopg.connect(postgres.dsn("postgres"), autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(autouse=True)
+def empty_outbox(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE ops.notification_attempts, ops.notifications"))
+
+
+@pytest.fixture(scope="module")
+def partnership() -> Partnership:
+    return load_config()
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[SendgridSink]:
+    with SendgridSink(out_dir=tmp_path / "sink", api_key=API_KEY, rate_limit_reset_seconds=3600) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(sink: SendgridSink, partnership: Partnership) -> SenderSettings:
+    # Every fictional domain the demo partnership uses, listed exactly (an "@domain" entry does not cover
+    # its subdomains).
+    domains = {p.email.split("@")[1] for p in everyone(partnership)} | {"board.example.org", "example.org"}
+    notifications = partnership.notifications.model_copy(update={"allow_list": tuple(f"@{d}" for d in domains)})
+    return SenderSettings(
+        api_key=API_KEY,
+        host=sink.url,
+        environment="development",
+        notifications=notifications,
+        reply_to=partnership.officer.email,
+        timeout_seconds=2.0,
+        max_attempts=3,
+    )
+
+
+def everyone(partnership: Partnership) -> list[Person]:
+    people = [partnership.officer, *partnership.engineers, *partnership.board.recipients]
+    return people + [person for partner in partnership.partners for person in (partner.contact, partner.senior_lead)]
+
+
+def receipt(partnership: Partnership, file_id: int = 12) -> Message:
+    return messages.receipt(
+        partnership,
+        partnership.feed("council_referrals"),
+        PERIOD,
+        file_id=file_id,
+        source_name="referrals_2026Q3.csv",
+        rows=400,
+        warnings=(),
+    )
+
+
+def rejection(partnership: Partnership) -> Message:
+    report = {
+        "passed": False,
+        "rules_checked": 14,
+        "rows_checked": 400,
+        "failures": [
+            {
+                "code": "nfa_is_y_or_n",
+                "message": "NFA flag must be Y or N",
+                "columns": ["nfa"],
+                "severity": "error",
+                "failing_rows": 2,
+                "row_numbers": [7, 9],
+            }
+        ],
+    }
+    return messages.rejection(
+        partnership,
+        partnership.feed("council_referrals"),
+        PERIOD,
+        file_id=13,
+        source_name="referrals_2026Q3.csv",
+        report=report,
+        due=dt.date(2026, 10, 21),
+    )
+
+
+def put(engine: Engine, *items: Message) -> None:
+    with engine.begin() as conn:
+        for message in items:
+            assert enqueue(conn, message)
+
+
+def row(engine: Engine, key: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        found = conn.execute(sa.text("SELECT * FROM ops.notifications WHERE key = :k"), {"k": key}).mappings().one()
+    return dict(found)
+
+
+def sink_message_ids(sink: SendgridSink) -> list[str]:
+    return [path.stem.split("-", 1)[1] for path in sink.message_files()]
+
+
+def test_enqueue_is_once_per_key_and_part_of_the_callers_transaction(engine: Engine, partnership: Partnership) -> None:
+    message = receipt(partnership)
+    with engine.begin() as conn:
+        assert enqueue(conn, message) is True
+        assert enqueue(conn, message) is False
+
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        assert enqueue(conn, receipt(partnership, file_id=99))
+        raise RuntimeError("the state change failed")
+
+    with engine.connect() as conn:
+        keys = conn.execute(sa.text("SELECT key FROM ops.notifications")).scalars().all()
+    assert keys == [message.key]
+
+
+def test_accepted_message_is_sent_once_with_its_message_id(
+    engine: Engine, sink: SendgridSink, settings: SenderSettings, partnership: Partnership
+) -> None:
+    message = rejection(partnership)
+    put(engine, message)
+
+    assert send_pending(engine, settings=settings) == SendSummary(sent=1, retried=0, dead=0, blocked=0)
+    assert send_pending(engine, settings=settings) == SendSummary()
+
+    stored = row(engine, message.key)
+    assert stored["state"] == "sent" and stored["attempts"] == 1 and stored["sent_at"] is not None
+    assert [stored["provider_message_id"]] == sink_message_ids(sink)
+    (body,) = sink.messages()
+    assert body["subject"] == message.subject
+    assert body["personalizations"] == [
+        {"to": [{"email": message.recipients[0]}], "cc": [{"email": partnership.officer.email}]}
+    ]
+    assert body["from"]["email"] == partnership.notifications.sender.email
+    assert body["reply_to"] == {"email": partnership.officer.email}
+    assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+    assert body["content"][0]["value"] == message.text and body["content"][1]["value"] == message.html
+    (attachment,) = body["attachments"]
+    assert attachment["filename"] == "rejection-council_referrals-2026Q3.csv"
+    assert base64.b64decode(attachment["content"]) == message.attachments[0].content
+    assert body["custom_args"] == {"partnerflow_key": message.key, "partnerflow_kind": "rejection"}
+    assert sorted(body["categories"]) == ["partnerflow", "rejection"]
+
+
+def test_bad_request_is_dead_lettered_with_sendgrids_reason(
+    engine: Engine, sink: SendgridSink, settings: SenderSettings, partnership: Partnership
+) -> None:
+    message = replace(receipt(partnership), recipients=("not..an address@example.org",))
+    put(engine, message)
+
+    assert send_pending(engine, settings=settings) == SendSummary(dead=1)
+
+    stored = row(engine, message.key)
+    assert stored["state"] == "dead"
+    assert stored["last_error"].startswith("SendGrid 400: Does not contain a valid address.")
+    assert "personalizations.0.to.0.email" in stored["last_error"]
+    assert sink.messages() == []
+
+
+def test_a_message_the_client_refuses_to_build_is_dead_lettered_not_stuck(
+    engine: Engine, sink: SendgridSink, settings: SenderSettings, partnership: Partnership
+) -> None:
+    unbuildable = replace(receipt(partnership, file_id=1), text="SG.abc.def looks like an API key")
+    fine = receipt(partnership, file_id=2)
+    put(engine, unbuildable, fine)
+
+    assert send_pending(engine, settings=settings) == SendSummary(sent=1, dead=1)
+    assert row(engine, unbuildable.key)["last_error"] == "could not build the SendGrid request: ApiKeyIncludedException"
+
+
+def test_rate_limited_message_waits_for_the_reset_and_the_drain_stops(
+    engine: Engine, sink: SendgridSink, settings: SenderSettings, partnership: Partnership
+) -> None:
+    first, second = receipt(partnership, file_id=1), receipt(partnership, file_id=2)
+    put(engine, first, second)
+    sink.faults.add(MailFault.RATE_LIMITED)
+    before = dt.datetime.now(dt.UTC)
+
+    assert send_pending(engine, settings=settings) == SendSummary(retried=1)
+
+    limited, untouched = row(engine, first.key), row(engine, second.key)
+    assert limited["state"] == "pending" and limited["attempts"] == 0
+    assert limited["next_attempt_at"] >= before + dt.timedelta(seconds=3000)  # the sink's reset is an hour away
+    assert limited["last_error"].startswith("SendGrid 429")
+    assert untouched["state"] == "pending" and untouched["last_error"] is None
+    assert sink.messages() == []
+
+    # Once the reset has passed, both go.
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+    assert send_pending(engine, settings=settings, now=later) == SendSummary(sent=2)
+    assert len(sink.messages()) == 2
+
+
+def test_server_errors_back_off_then_dead_letter(
+    engine: Engine, sink: SendgridSink, settings: SenderSettings, partnership: Partnership
+) -> None:
+    message = receipt(partnership)
+    put(engine, message)
+    sink.faults.add(MailFault.SERVER_ERROR, times=3)
+    now = dt.datetime.now(dt.UTC)
+
+    assert send_pending(engine, settings=settings, now=now) == SendSummary(retried=1)
+    first_retry = row(engine, message.key)
+    assert first_retry["attempts"] == 1 and first_retry["state"] == "pending"
+    assert first_retry["next_attempt_at"] > now
+    assert send_pending(engine, settings=settings, now=now) == SendSummary()  # not due yet
+
+    now = first_retry["next_attempt_at"]
+    assert send_pending(engine, settings=settings, now=now) == SendSummary(retried=1)
+    second_retry = row(engine, message.key)
+    assert second_retry["next_attempt_at"] - now > dt.timedelta(0)
+
+    now = second_retry["next_attempt_at"]
+    assert send_pending(engine, settings=settings, now=now) == SendSummary(dead=1)
+    stored = row(engine, message.key)
+    assert stored["state"] == "dead" and stored["attempts"] == 3
+    assert stored["last_error"].startswith("gave up after 3 attempts; last: SendGrid 500")
+    with engine.connect() as conn:
+        outcomes = conn.execute(sa.text("SELECT outcome FROM ops.notification_attempts ORDER BY id")).scalars().all()
+    assert outcomes == ["retry", "retry", "dead"]
+
+
+def test_a_timeout_is_retried(
+    engine: Engine, tmp_path: Path, settings: SenderSettings, partnership: Partnership
+) -> None:
+    message = receipt(partnership)
+    put(engine, message)
+    with SendgridSink(out_dir=tmp_path / "slow", api_key=API_KEY, reply_delay_seconds=60) as slow:
+        slow.faults.add(MailFault.ACCEPT_THEN_TIMEOUT)
+        summary = send_pending(engine, settings=replace(settings, host=slow.url, timeout_seconds=0.5))
+
+    assert summary == SendSummary(retried=1)
+    stored = row(engine, message.key)
+    assert stored["state"] == "pending" and stored["attempts"] == 1
+    assert stored["last_error"].startswith("no answer from SendGrid")
+
+
+def test_a_rejected_api_key_stops_the_drain_and_leaves_messages_pending(
+    engine: Engine, sink: SendgridSink, settings: SenderSettings, partnership: Partnership
+) -> None:
+    message = receipt(partnership)
+    put(engine, message)
+
+    with pytest.raises(SendgridCredentialsRejected, match="401"):
+        send_pending(engine, settings=replace(settings, api_key="SG.wrong.key"))
+
+    stored = row(engine, message.key)
+    assert stored["state"] == "pending" and stored["attempts"] == 0
+    assert send_pending(engine, settings=settings) == SendSummary(sent=1)
+
+
+def test_allow_list_blocks_real_addresses_outside_production(
+    engine: Engine, sink: SendgridSink, settings: SenderSettings, partnership: Partnership
+) -> None:
+    real = replace(receipt(partnership, file_id=1), cc=("someone@nhs.net",))
+    fictional = receipt(partnership, file_id=2)
+    put(engine, real, fictional)
+
+    assert send_pending(engine, settings=settings) == SendSummary(sent=1, blocked=1)
+
+    blocked = row(engine, real.key)
+    assert blocked["state"] == "blocked"
+    assert "not on notifications.allow_list" in blocked["last_error"] and "someone@nhs.net" in blocked["last_error"]
+    (body,) = sink.messages()
+    assert body["custom_args"]["partnerflow_key"] == fictional.key
+
+
+def test_production_sends_to_anyone(
+    engine: Engine, sink: SendgridSink, settings: SenderSettings, partnership: Partnership
+) -> None:
+    message = replace(receipt(partnership), recipients=("someone@nhs.net",))
+    put(engine, message)
+
+    assert send_pending(engine, settings=replace(settings, environment="production")) == SendSummary(sent=1)
+    assert sink.messages()[0]["personalizations"][0]["to"] == [{"email": "someone@nhs.net"}]
+
+
+def test_many_recipients_are_split_into_requests_of_at_most_1000(
+    engine: Engine, sink: SendgridSink, settings: SenderSettings, partnership: Partnership
+) -> None:
+    board = tuple(f"member{i:04d}@board.example.org" for i in range(1500))
+    message = replace(receipt(partnership), recipients=board, cc=(partnership.officer.email,))
+    put(engine, message)
+
+    assert send_pending(engine, settings=settings) == SendSummary(sent=1)
+
+    stored = row(engine, message.key)
+    assert stored["state"] == "sent" and stored["chunks_sent"] == 2
+    assert stored["provider_message_id"].split() == sink_message_ids(sink)
+    delivered = [
+        entry["email"]
+        for body in sink.messages()
+        for personalization in body["personalizations"]
+        for kind in ("to", "cc")
+        for entry in personalization.get(kind, [])
+    ]
+    assert len(sink.messages()) == 2
+    assert sorted(delivered) == sorted((*board, partnership.officer.email))
+    assert all(
+        sum(len(p.get(k, [])) for p in b["personalizations"] for k in ("to", "cc")) <= 1000 for b in sink.messages()
+    )
+
+
+def test_a_partial_send_resumes_after_the_accepted_chunk(
+    engine: Engine,
+    sink: SendgridSink,
+    settings: SenderSettings,
+    partnership: Partnership,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    board = tuple(f"member{i:04d}@board.example.org" for i in range(1200))
+    message = replace(receipt(partnership), recipients=board, cc=())
+    put(engine, message)
+    requests = {"n": 0}
+
+    def second_request_fails() -> MailFault | None:
+        requests["n"] += 1
+        return MailFault.SERVER_ERROR if requests["n"] == 2 else None
+
+    monkeypatch.setattr(sink.faults, "take", second_request_fails)
+
+    assert send_pending(engine, settings=settings) == SendSummary(retried=1)
+    assert row(engine, message.key)["chunks_sent"] == 1
+    assert len(sink.messages()) == 1
+
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    assert send_pending(engine, settings=settings, now=later) == SendSummary(sent=1)
+    assert len(sink.messages()) == 2
+    assert row(engine, message.key)["provider_message_id"].split() == sink_message_ids(sink)
+
+
+def test_concurrent_senders_send_each_message_once(
+    engine: Engine, sink: SendgridSink, settings: SenderSettings, partnership: Partnership
+) -> None:
+    put(engine, *(receipt(partnership, file_id=i) for i in range(30)))
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        summaries = list(pool.map(lambda _: send_pending(engine, settings=settings), range(3)))
+
+    assert sum(s.sent for s in summaries) == 30
+    keys = [body["custom_args"]["partnerflow_key"] for body in sink.messages()]
+    assert sorted(keys) == sorted(f"receipt:council_referrals:2026Q3:file={i}" for i in range(30))

@@ -1,0 +1,272 @@
+"""The emails as people receive them: subjects, both parts, recipients, and never a row value."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+
+import pytest
+
+from partnerflow.calendar import Period, due_date
+from partnerflow.config import Partnership, load_config
+from partnerflow.notify import messages
+from partnerflow.notify.outbox import Attachment, Message, message_key
+
+CANARY = "CANARY-7731"
+PERIOD = Period.from_id("2026Q3")
+
+
+@pytest.fixture(scope="module")
+def partnership() -> Partnership:
+    return load_config()
+
+
+def failing_report() -> dict:
+    """A rejection report with a canary in every field an email must not show."""
+    return {
+        "passed": False,
+        "rules_checked": 14,
+        "rows_checked": 400,
+        "observed_value": CANARY,
+        "failures": [
+            {
+                "code": "referral_date_in_period",
+                "message": "Referral date must fall within the quarter",
+                "columns": ["referral_date"],
+                "severity": "error",
+                "failing_rows": 45,
+                "row_numbers": list(range(2, 47)),
+                "observed_value": CANARY,
+                "partial_unexpected_list": [CANARY, "2019-01-01"],
+                "unexpected_values": {CANARY: 3},
+                "details": {"sample": CANARY},
+            },
+            {
+                "code": "nfa_is_y_or_n",
+                "message": "NFA flag must be Y or N",
+                "columns": ["nfa"],
+                "severity": "error",
+                "failing_rows": 2,
+                "row_numbers": [7, CANARY, "9", True, 311],
+                "value": CANARY,
+            },
+            {
+                "code": "postcode_sector_shape",
+                "message": "Postcode sector has an unexpected shape",
+                "columns": ["postcode"],
+                "severity": "warning",
+                "failing_rows": 1,
+                "row_numbers": [12],
+                "unexpected": CANARY,
+            },
+        ],
+    }
+
+
+def all_text(message: Message) -> str:
+    parts = [message.subject, message.text, message.html, *message.recipients, *message.cc]
+    parts += [a.filename + a.content.decode("utf-8", "replace") for a in message.attachments]
+    return "\n".join(parts)
+
+
+def assert_well_formed(message: Message) -> None:
+    assert message.subject.startswith("Blanktown SCP: ")
+    assert "\n" not in message.subject and len(message.subject) < 120
+    assert message.text.strip() and "<" not in message.text.replace("<http", "")
+    assert '<html lang="en-GB">' in message.html
+    assert '<meta name="viewport"' in message.html
+    assert message.html.count("<h1>") == 1
+    assert "<img" not in message.html
+    assert message.key in message.text and message.key in message.html
+
+
+def test_receipt(partnership: Partnership) -> None:
+    feed = partnership.feed("council_referrals")
+    message = messages.receipt(
+        partnership,
+        feed,
+        PERIOD,
+        file_id=12,
+        source_name="referrals_2026Q3.csv",
+        rows=400,
+        warnings=[failing_report()["failures"][2]],
+    )
+
+    assert_well_formed(message)
+    assert message.key == "receipt:council_referrals:2026Q3:file=12"
+    assert message.kind == "receipt" and message.feed_id == "council_referrals" and message.period_id == "2026Q3"
+    assert message.subject == "Blanktown SCP: Council referrals and assessments for Q2 2026/27 received – 400 rows"
+    assert message.recipients == ("csc.performance@council.blanktown.example.org",)
+    assert message.cc == ()
+    for part in (message.text, message.html):
+        assert "referrals_2026Q3.csv" in part
+        assert "Postcode sector has an unexpected shape" in part
+    assert CANARY not in all_text(message)
+
+
+def test_receipt_says_one_row(partnership: Partnership) -> None:
+    message = messages.receipt(
+        partnership, partnership.feed("police_ppn"), PERIOD, file_id=3, source_name="ppn", rows=1, warnings=()
+    )
+    assert message.subject.endswith("received – 1 row")
+
+
+def test_rejection_lists_rules_columns_counts_and_rows_but_no_values(partnership: Partnership) -> None:
+    feed = partnership.feed("council_referrals")
+    due = due_date(partnership, feed, PERIOD)
+
+    message = messages.rejection(
+        partnership, feed, PERIOD, file_id=13, source_name="referrals_2026Q3.csv", report=failing_report(), due=due
+    )
+
+    assert_well_formed(message)
+    assert message.key == "rejection:council_referrals:2026Q3:file=13"
+    assert message.subject == (
+        "Blanktown SCP: Council referrals and assessments for Q2 2026/27 not accepted – 2 of 14 checks failed"
+    )
+    assert message.recipients == ("csc.performance@council.blanktown.example.org",)
+    assert message.cc == ("performance.officer@blanktown.example.org",)
+    assert CANARY not in all_text(message)
+    for part in (message.text, message.html):
+        assert "Referral date must fall within the quarter" in part
+        assert "referral_date_in_period" in part and "referral_date" in part
+        assert "45 of 400" in part
+        assert "Wednesday 21 October 2026" in part
+        assert "referrals_2026Q3.csv" in part and "/council/referrals" in part  # how to resubmit
+        assert "and 25 more" in part  # 45 failing rows, 20 shown
+        assert "7, 311" in part  # only real row numbers survive
+    shown = re.search(r"Row numbers: ([\d, ]+)", message.text)
+    assert shown is not None and shown.group(1).strip().split(", ") == [str(n) for n in range(2, 22)]
+
+
+def test_rejection_csv_has_every_row_number_and_rule(partnership: Partnership) -> None:
+    feed = partnership.feed("council_referrals")
+    message = messages.rejection(
+        partnership, feed, PERIOD, file_id=13, source_name="r.csv", report=failing_report(), due=dt.date(2026, 10, 21)
+    )
+
+    (attachment,) = message.attachments
+    assert attachment.filename == "rejection-council_referrals-2026Q3.csv"
+    assert attachment.mime_type == "text/csv"
+    rows = list(csv.reader(io.StringIO(attachment.content.decode("utf-8"))))
+    assert rows[0] == ["row_number", "rule_code"]
+    pairs = {(int(n), code) for n, code in rows[1:]}
+    expected = {(n, "referral_date_in_period") for n in range(2, 47)}
+    expected |= {(7, "nfa_is_y_or_n"), (311, "nfa_is_y_or_n"), (12, "postcode_sector_shape")}
+    assert pairs == expected
+    assert [int(n) for n, _ in rows[1:]] == sorted(int(n) for n, _ in rows[1:])
+
+
+def test_rejection_escapes_a_hostile_file_name(partnership: Partnership) -> None:
+    message = messages.rejection(
+        partnership,
+        partnership.feed("council_referrals"),
+        PERIOD,
+        file_id=1,
+        source_name="<script>alert(1)</script>.csv",
+        report={"passed": False, "rules_checked": 1, "rows_checked": 0, "failures": [{"code": "x", "columns": []}]},
+        due=dt.date(2026, 10, 21),
+    )
+    assert "<script>" not in message.html
+    assert "&lt;script&gt;" in message.html
+    assert "applies to the file as a whole" in message.text
+
+
+def test_reminders_and_escalation(partnership: Partnership) -> None:
+    feed = partnership.feed("police_ppn")
+    due = due_date(partnership, feed, PERIOD)
+    assert due == dt.date(2026, 10, 21)
+    police = partnership.partner("police")
+
+    advance = messages.advance_reminder(partnership, feed, PERIOD, due=due)
+    on_the_day = messages.due_reminder(partnership, feed, PERIOD, due=due)
+    overdue = messages.overdue_reminder(partnership, feed, PERIOD, due=due)
+    escalation = messages.escalation(partnership, feed, PERIOD, due=due)
+
+    for message in (advance, on_the_day, overdue, escalation):
+        assert_well_formed(message)
+        assert "Q2 2026/27" in message.subject
+        assert "Police PPNs" in message.subject
+    assert advance.key == "reminder-advance:police_ppn:2026Q3"
+    assert on_the_day.key == "reminder-due:police_ppn:2026Q3"
+    assert overdue.key == "reminder-overdue:police_ppn:2026Q3"
+    assert escalation.key == "escalation:police_ppn:2026Q3"
+    assert advance.subject.endswith("due Wed 21 Oct")
+    assert "in 5 working days" in advance.text
+    assert on_the_day.subject.endswith("is due today")
+    assert overdue.subject.endswith("is overdue – 3 working days late")
+    assert escalation.subject.endswith("is 5 working days late")
+    assert "/v1/returns/ppn/2026Q3" in advance.text  # how to send, for an API feed
+    for reminder in (advance, on_the_day):
+        assert reminder.recipients == (police.contact.email,) and reminder.cc == ()
+    assert overdue.recipients == (police.contact.email,)
+    assert overdue.cc == (partnership.officer.email,)
+    assert escalation.recipients == (police.senior_lead.email,)
+    assert escalation.cc == (partnership.officer.email,)
+
+
+def test_reminders_sent_late_say_how_late(partnership: Partnership) -> None:
+    feed = partnership.feed("council_referrals")
+    due = dt.date(2026, 10, 21)
+    overdue = messages.overdue_reminder(partnership, feed, PERIOD, due=due, as_of=dt.date(2026, 11, 2))
+    assert overdue.subject.endswith("8 working days late")
+    advance = messages.advance_reminder(partnership, feed, PERIOD, due=due, as_of=dt.date(2026, 10, 19))
+    assert "in 2 working days" in advance.text
+
+
+def test_board_pack(partnership: Partnership) -> None:
+    pdf = Attachment(filename="board-pack-2026Q3.pdf", content=b"%PDF-1.7 test", mime_type="application/pdf")
+    summary = (
+        "<h2>Headlines</h2><p>Re-referrals <strong>rose</strong> to 24%.</p>"
+        "<table><tr><th>Measure</th><th>Value</th></tr><tr><td>Re-referrals</td><td>24%</td></tr></table>"
+    )
+
+    message = messages.board_pack(partnership, PERIOD, html_summary=summary, attachments=[pdf])
+
+    assert_well_formed(message)
+    assert message.key == "board-pack:2026Q3"
+    assert message.subject == "Blanktown SCP: Board performance pack for Q2 2026/27"
+    assert message.recipients == tuple(p.email for p in partnership.board.recipients)
+    assert message.attachments == (pdf,)
+    assert "<strong>rose</strong>" in message.html
+    assert "Re-referrals rose to 24%." in message.text
+    assert "Re-referrals | 24%" in message.text
+    assert "board-pack-2026Q3.pdf" in message.text
+
+
+def test_failure_alert(partnership: Partnership) -> None:
+    url = "http://localhost:8080/dags/ingest_police_ppn/runs/manual__2026-10-21T09:00:00"
+
+    message = messages.failure_alert(
+        partnership, dag_id="ingest_police_ppn", task_id="publish", period_id="2026Q3", run_url=url
+    )
+    again = messages.failure_alert(
+        partnership, dag_id="ingest_police_ppn", task_id="publish", period_id="2026Q3", run_url=url
+    )
+    other_run = messages.failure_alert(
+        partnership, dag_id="ingest_police_ppn", task_id="publish", period_id="2026Q3", run_url=url + "x"
+    )
+
+    assert_well_formed(message)
+    assert message.subject == "Blanktown SCP: ingest_police_ppn failed at publish for Q2 2026/27"
+    assert message.recipients == tuple(p.email for p in partnership.engineers)
+    assert message.cc == (partnership.officer.email,)
+    assert url in message.text and f'href="{url}"' in message.html
+    assert message.key == again.key != other_run.key
+    assert message.key.startswith("failure:ingest_police_ppn:publish:2026Q3:run=")
+
+
+def test_message_key() -> None:
+    assert message_key("receipt", "council_referrals", "2026Q3", file=12) == "receipt:council_referrals:2026Q3:file=12"
+    assert message_key("reminder-due", "police_ppn", "2026Q3") == "reminder-due:police_ppn:2026Q3"
+    with pytest.raises(ValueError):
+        message_key("receipt", "a:b")
+    with pytest.raises(ValueError):
+        message_key("receipt", "")
+
+
+def test_html_to_text() -> None:
+    html = "<style>p {color: red}</style><h2>Title</h2><p>One <em>two</em>\n three</p><ul><li>a</li><li>b</li></ul>"
+    assert messages.html_to_text(html) == "Title\n\nOne two three\n\n- a\n- b"
