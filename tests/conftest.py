@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,11 +21,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[EmbeddedPostgres]:
-    """One embedded PostgreSQL server for the whole session (data kept under var/test between runs)."""
-    server = EmbeddedPostgres(data_dir=REPO / "var" / "test" / "pgdata")
+    """One embedded PostgreSQL server of this session's own, removed at the end.
+
+    Not under pytest's tmp_path: each pytest start resets /tmp/pytest-of-<user> to 0700, which would lock
+    out the unprivileged user the server runs as when the tests run as root.
+    """
+    home = Path(tempfile.mkdtemp(prefix="partnerflow-test-pg-"))
+    home.chmod(0o755)
+    server = EmbeddedPostgres(data_dir=home / "pgdata")
     server.start()
     yield server
     server.stop()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Data contracts against a real PostgreSQL: staged generator rows pass or fail with codes, counts and rows.
 
-Uses the system PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth) and a fresh database per module.
+Uses the tests' embedded PostgreSQL and a fresh database per module.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from partnerflow import contracts, generator, warehouse
 from partnerflow.calendar import Period
 from partnerflow.config import Dataset, load_config
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 PERIOD = Period(2026, 3)
 PSEUDONYM_KEY = b"test-only-key"
 SQL_TYPES = {"text": "text", "code": "text", "date": "date", "integer": "bigint", "decimal": "numeric"}
@@ -30,18 +29,17 @@ CANARY = "ZQ9X"
 
 
 @pytest.fixture(scope="module")
-def warehouse_url() -> Iterator[str]:
+def warehouse_url(postgres) -> Iterator[str]:
     name = f"partnerflow_contracts_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    postgres.create_database(name)
+    url = postgres.url(name)
     engine = sa.create_engine(url)
     try:
         warehouse.migrate(engine)
         engine.dispose()
         yield url
     finally:
-        with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
+        with psycopg.connect(postgres.dsn("postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 

@@ -23,8 +23,7 @@ PERIOD = Period.from_id("2026Q3")
 @pytest.fixture
 def stack(var, demo_config, warehouse_url, postgres, monkeypatch):
     """SFTP, partner API and sink on loopback, with the Airflow connections in the environment."""
-    dev = DevStack(var=var, partnership=demo_config)
-    dev.postgres = postgres  # the session's server; the warehouse database is the test's own
+    dev = DevStack(var=var, partnership=demo_config, postgres=postgres)
     dev.sftp.start()
     dev.partner_api.start()
     dev.sink.start()

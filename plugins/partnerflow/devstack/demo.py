@@ -15,7 +15,7 @@ from partnerflow import status, warehouse
 from partnerflow.config import Partnership, partnership
 from partnerflow.devstack.airflow_stack import AirflowStack
 from partnerflow.devstack.quarter import QuarterLog, QuarterPlayer
-from partnerflow.devstack.stack import AIRFLOW_DB, DevStack
+from partnerflow.devstack.stack import DevStack
 from partnerflow.paths import repo_path, var_dir
 
 # What a demo run leaves behind and the next one starts without.
@@ -39,7 +39,10 @@ def run_demo(*, keep_running: bool = False) -> int:
             f"partner API :{stack.partner_api.port}, SendGrid sink :{stack.sink.port}"
         )
         airflow = AirflowStack(
-            home=var / "airflow", metadata_url=stack.postgres.url(AIRFLOW_DB), dags_folder=repo_path("dags"), env=env
+            home=var / "airflow",
+            metadata_url=stack.postgres.url(stack.airflow_db),
+            dags_folder=repo_path("dags"),
+            env=env,
         )
         _say("preparing Airflow's metadata database ...")
         airflow.setup()
@@ -73,7 +76,7 @@ def _clear_previous_run(var: Path) -> None:
 def _reset_databases(stack: DevStack) -> None:
     """Each demo plays its quarter from nothing: fresh warehouse and Airflow databases."""
     with psycopg.connect(stack.postgres.dsn("postgres"), autocommit=True) as conn:
-        for database in (stack.warehouse_db, AIRFLOW_DB):
+        for database in (stack.warehouse_db, stack.airflow_db):
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{database}"')
 

@@ -26,12 +26,23 @@ SFTP_USER = "partner"
 class DevStack:
     """Every service partnerflow talks to, on loopback, with state under ``<var>/devstack``."""
 
-    def __init__(self, *, var: Path, partnership: Partnership, warehouse_db: str = WAREHOUSE_DB):
+    def __init__(
+        self,
+        *,
+        var: Path,
+        partnership: Partnership,
+        postgres: EmbeddedPostgres | None = None,
+        warehouse_db: str = WAREHOUSE_DB,
+        airflow_db: str = AIRFLOW_DB,
+    ):
+        """``postgres`` shares a server someone else owns (the tests' session server); it is not stopped here."""
         self.var = var
         self.home = var / "devstack"
         self.partnership = partnership
         self.warehouse_db = warehouse_db
-        self.postgres = EmbeddedPostgres(data_dir=self.home / "pgdata")
+        self.airflow_db = airflow_db
+        self._owns_postgres = postgres is None
+        self.postgres = postgres or EmbeddedPostgres(data_dir=self.home / "pgdata")
         self.keys = ensure_keys(self.home / "ssh")
         self.secrets = self._secrets()
         self.sftp = SftpServer(
@@ -42,7 +53,7 @@ class DevStack:
 
     def start(self) -> None:
         self.postgres.start()
-        for database in (self.warehouse_db, AIRFLOW_DB):
+        for database in (self.warehouse_db, self.airflow_db):
             self.postgres.create_database(database)
         for feed in self.partnership.feeds:
             if isinstance(feed.transport, SftpTransport):
@@ -54,7 +65,8 @@ class DevStack:
     def stop(self) -> None:
         for service in (self.sink, self.partner_api, self.sftp):
             service.stop()
-        self.postgres.stop()
+        if self._owns_postgres:
+            self.postgres.stop()
 
     def __enter__(self) -> Self:
         self.start()
