@@ -259,3 +259,15 @@ def _working_days(year: int) -> list[dt.date]:
 
 def _iso(day: dt.date | None) -> str:
     return day.isoformat() if day else ""
+
+
+def sample_return(dataset_id: str, period: Period, *, seed: int, defects: bool = False) -> bytes | list[dict]:
+    """A partner's return for any dataset, as the partner sends it: file bytes for file feeds (CSV/XLSX),
+    a list of records for API feeds. The one entry point the demo and the tests use for every dataset."""
+    builders = {
+        "referrals": lambda: referrals_csv(period, seed=seed, defects=defects),
+        "police_ppn": lambda: police_ppn_records(period, seed=seed, defects=defects),
+    }
+    if dataset_id not in builders:
+        raise KeyError(f"the generator has no sample return for dataset {dataset_id!r}")
+    return builders[dataset_id]()

@@ -1,0 +1,1 @@
+"""Benchmarks: each module has ``main() -> dict`` that prints its figures and returns them."""
