@@ -1,0 +1,298 @@
+"""The Submissions page in the Airflow UI: registered with Airflow, refused to strangers, right for signed-in users.
+
+Authentication is Airflow's own: the SimpleAuthManager signs a JWT exactly as the API server's login does, and
+``requires_authenticated()`` checks it (signature, expiry, and the revoked-token list in Airflow's metadata
+database, here a throw-away SQLite file holding that one table).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from airflow import settings
+from airflow.api_fastapi import app as api_app
+from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN, BaseAuthManager
+from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+from airflow.api_fastapi.auth.tokens import JWTGenerator
+from airflow.models.revoked_token import RevokedToken
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import scoped_session, sessionmaker
+
+from partnerflow import clock, warehouse
+from partnerflow.airflow_plugin import URL_PREFIX, PartnerflowPlugin
+
+PAGE = f"{URL_PREFIX}/submissions"
+JSON_PAGE = f"{URL_PREFIX}/submissions.json"
+UI_COOKIE = COOKIE_NAME_JWT_TOKEN  # the Airflow UI's session: a JWT in a cookie
+TODAY = dt.datetime(2026, 10, 26, 9, 0, tzinfo=dt.UTC)  # police_ppn's 2026Q3 return, due 21 October, is late
+
+
+@pytest.fixture
+def auth_manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleAuthManager]:
+    """Airflow's SimpleAuthManager as the API server holds it, with a fresh JWT secret and revoked-token table."""
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(64))
+    # Airflow builds its JWT signer and validator once per process (one secret for the API server's lifetime).
+    _forget_jwt_keys()
+    metadata = sa.create_engine(
+        f"sqlite:///{tmp_path / 'airflow-metadata.db'}", connect_args={"check_same_thread": False}
+    )
+    RevokedToken.__table__.create(metadata)
+    monkeypatch.setattr(settings, "Session", scoped_session(sessionmaker(bind=metadata, expire_on_commit=False)))
+    manager = SimpleAuthManager()
+    monkeypatch.setattr(api_app._AuthManagerState, "instance", manager)
+    yield manager
+    _forget_jwt_keys()
+    metadata.dispose()
+
+
+def _forget_jwt_keys() -> None:
+    BaseAuthManager._get_token_signer.cache_clear()
+    BaseAuthManager._get_token_validator.cache_clear()
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    """The plugin's app mounted on a root app the way Airflow's API server mounts plugin apps."""
+    (entry,) = PartnerflowPlugin().fastapi_apps
+    root = FastAPI()
+    root.mount(entry["url_prefix"], entry["app"])
+    with TestClient(root) as test_client:
+        yield test_client
+
+
+def token_for(manager: SimpleAuthManager, username: str = "officer") -> str:
+    return manager.generate_jwt(SimpleAuthManagerUser(username=username, role="viewer"))
+
+
+def get_with_ui_cookie(client: TestClient, path: str, token: str):
+    """A request carrying the Airflow UI's session cookie, as the browser sends it to the embedded page."""
+    client.cookies.set(UI_COOKIE, token)
+    try:
+        return client.get(path)
+    finally:
+        client.cookies.clear()
+
+
+@pytest.fixture
+def submissions(warehouse_url: str) -> None:
+    """Two periods of the demo partnership: council published 2026Q3 and was rejected in 2026Q2; police are late."""
+    with warehouse.engine().begin() as conn:
+        file_ids = {}
+        for period, state, rows in (("2026Q2", "rejected", None), ("2026Q3", "published", 1234)):
+            file_ids[period] = conn.execute(
+                sa.text(
+                    "INSERT INTO ops.received_files (feed_id, period_id, source_name, sha256, landed_path, state,"
+                    " row_count) VALUES ('council_referrals', :p, :name, :sha, :path, :state, :rows) RETURNING id"
+                ),
+                {
+                    "p": period,
+                    "name": f"referrals_{period}.csv",
+                    "sha": secrets.token_hex(32),
+                    "path": f"landing/{period}",
+                    "state": state,
+                    "rows": rows,
+                },
+            ).scalar_one()
+        conn.execute(
+            sa.text(
+                "INSERT INTO ops.submissions (feed_id, period_id, due_date, state, published_file_id, rows_published)"
+                " VALUES ('council_referrals', '2026Q3', '2026-10-21', 'published', :f3, 1234),"
+                "        ('council_referrals', '2026Q2', '2026-07-21', 'rejected', NULL, NULL),"
+                "        ('police_ppn', '2026Q3', '2026-10-21', 'expected', NULL, NULL)"
+            ),
+            {"f3": file_ids["2026Q3"]},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO ops.notifications (key, kind, feed_id, period_id, recipients, subject, text_body,"
+                " html_body, state) VALUES"
+                " ('receipt:council_referrals:2026Q3', 'receipt', 'council_referrals', '2026Q3', '[]', 's', 't', 'h',"
+                "  'sent'),"
+                " ('advance:police_ppn:2026Q3', 'advance', 'police_ppn', '2026Q3', '[]', 's', 't', 'h', 'sent'),"
+                " ('due:police_ppn:2026Q3', 'due', 'police_ppn', '2026Q3', '[]', 's', 't', 'h', 'pending')"
+            )
+        )
+    clock.set_now(TODAY)
+
+
+class _TableRows(HTMLParser):
+    """The text of every table body row of a page, cell by cell, as a reader would see it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._in_body = False
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._in_body:
+            self.rows.append([])
+        elif tag in ("th", "td") and self._in_body:
+            self._cell = []
+        elif tag == "br" and self._cell is not None:
+            self._cell.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tbody":
+            self._in_body = False
+        elif tag in ("th", "td") and self._cell is not None:
+            self.rows[-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def table_rows(html: str) -> list[list[str]]:
+    parser = _TableRows()
+    parser.feed(html)
+    return parser.rows
+
+
+def test_airflow_finds_the_plugin_and_its_nav_link() -> None:
+    from airflow.api_fastapi.core_api.datamodels.plugins import ExternalViewResponse
+    from airflow.plugins_manager import is_valid_plugin
+
+    (entry_point,) = [ep for ep in entry_points(group="airflow.plugins") if ep.name == "partnerflow"]
+    plugin_class = entry_point.load()
+    assert plugin_class is PartnerflowPlugin
+    assert is_valid_plugin(plugin_class)
+
+    plugin = plugin_class()
+    (view,) = [ExternalViewResponse.model_validate(v) for v in plugin.external_views]
+    assert (view.name, view.destination, view.href) == ("Submissions", "nav", PAGE)
+    assert view.url_route, "without a url_route the UI opens the page in a new tab instead of embedding it"
+    assert [(app["name"], app["url_prefix"]) for app in plugin.fastapi_apps] == [("partnerflow", URL_PREFIX)]
+
+
+def test_importing_the_plugin_stays_light() -> None:
+    """Every Airflow component imports the plugin: it must not pull in FastAPI, the API security module or GX."""
+    heavy = ["fastapi", "airflow.api_fastapi.core_api.security", "great_expectations", "pandas"]
+    code = (
+        "import json, sys; import partnerflow.airflow_plugin; "
+        f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_every_route_refuses_requests_without_a_valid_token(auth_manager, client: TestClient) -> None:
+    other_key = JWTGenerator(
+        secret_key=secrets.token_urlsafe(64), valid_for=300, audience=auth_manager._get_jwt_audience()
+    )
+    forged = other_key.generate(
+        SimpleAuthManager().serialize_user(SimpleAuthManagerUser(username="intruder", role="ADMIN"))
+    )
+    (mounted,) = [route for route in client.app.routes if getattr(route, "path", "") == URL_PREFIX]
+    paths = [URL_PREFIX + route.path for route in mounted.app.routes]
+    assert sorted(paths) == sorted([PAGE, JSON_PAGE])
+
+    for path in paths:
+        anonymous = client.get(path)
+        assert anonymous.status_code == 401, path
+        assert "Submissions" not in anonymous.text
+        assert client.get(path, headers={"Authorization": f"Bearer {forged}"}).status_code in (401, 403), path
+        assert get_with_ui_cookie(client, path, forged).status_code in (401, 403), path
+    assert client.get(f"{URL_PREFIX}/docs").status_code == 404
+    assert client.get(f"{URL_PREFIX}/openapi.json").status_code == 404
+
+
+def test_a_signed_in_user_sees_the_matrix_in_the_embedded_page(auth_manager, client: TestClient, submissions) -> None:
+    """The embedded page authenticates with the UI's own cookie, as the browser sends it to the iframe."""
+    response = get_with_ui_cookie(client, PAGE, token_for(auth_manager))
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Q2 2026/27 (Jul–Sep 2026)" in response.text
+    assert table_rows(response.text) == [
+        [
+            "Council referrals and assessments Blanktown Council Children's Services",
+            "Published",
+            "Wed 21 Oct 2026",
+            "1,234",
+            "referrals_2026Q3.csv (published)",
+            "1",
+            "1",
+        ],
+        [
+            "Police PPNs and DA incidents with a child present Blanktown Police",
+            "Expected, overdue",
+            "Wed 21 Oct 2026",
+            "",
+            "none yet",
+            "0",
+            "1 (1 waiting)",
+        ],
+        [
+            "Council referrals and assessments Blanktown Council Children's Services",
+            "Rejected, overdue",
+            "Tue 21 Jul 2026",
+            "",
+            "referrals_2026Q2.csv (rejected)",
+            "1",
+            "0",
+        ],
+    ]
+
+
+def test_the_json_matrix_with_a_bearer_token(auth_manager, client: TestClient, submissions) -> None:
+    response = client.get(JSON_PAGE, headers={"Authorization": f"Bearer {token_for(auth_manager)}"})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["as_of"] == "2026-10-26"
+    assert [(s["period_id"], s["feed_id"], s["state"], s["overdue"]) for s in body["submissions"]] == [
+        ("2026Q3", "council_referrals", "published", False),
+        ("2026Q3", "police_ppn", "expected", True),
+        ("2026Q2", "council_referrals", "rejected", True),
+    ]
+    published = body["submissions"][0]
+    assert (published["rows_published"], published["latest_file"], published["notifications_sent"]) == (
+        1234,
+        "referrals_2026Q3.csv",
+        1,
+    )
+
+
+def test_a_revoked_token_is_refused(auth_manager, client: TestClient, submissions) -> None:
+    """Signing out of Airflow revokes the token; the page must stop accepting it too."""
+    token = token_for(auth_manager)
+    assert get_with_ui_cookie(client, PAGE, token).status_code == 200
+
+    auth_manager.revoke_token(token)
+
+    assert get_with_ui_cookie(client, PAGE, token).status_code in (401, 403)
+
+
+def test_an_empty_warehouse_says_so(auth_manager, client: TestClient, warehouse_url: str) -> None:
+    response = get_with_ui_cookie(client, PAGE, token_for(auth_manager))
+
+    assert response.status_code == 200
+    assert "No submissions recorded yet" in response.text
+    assert table_rows(response.text) == []
+
+
+def test_an_unconfigured_warehouse_is_a_clear_503(
+    auth_manager, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PARTNERFLOW_WAREHOUSE_URL", raising=False)
+
+    response = get_with_ui_cookie(client, PAGE, token_for(auth_manager))
+
+    assert response.status_code == 503
+    assert "warehouse is not reachable" in response.text
