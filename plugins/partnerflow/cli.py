@@ -61,8 +61,10 @@ def _migrate(args) -> int:
 def _status(args) -> int:
     from partnerflow import status, warehouse
     from partnerflow.config import partnership
+    from partnerflow.devstack.local import warehouse_environment
 
-    rows = status.matrix(warehouse.engine(), partnership())
+    with warehouse_environment():
+        rows = status.matrix(warehouse.engine(), partnership())
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
