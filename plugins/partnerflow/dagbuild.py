@@ -1,7 +1,9 @@
 """Building partnerflow's DAGs from the validated partnership configuration.
 
 One ingest DAG per feed (``ingest_<feed>``), the daily ``deadlines`` DAG and the ``board_pack`` DAG. The file
-in ``dags/`` only calls :func:`build_all`. Task bodies import their heavy modules (Great Expectations, the
+in ``dags/`` only calls :func:`build_all`. DAGs have no ``start_date`` on purpose: a new or redeployed DAG
+then waits for its next scheduled time instead of at once running the latest past one (which would
+chase partners, or pull, at an unplanned moment). Task bodies import their heavy modules (Great Expectations, the
 providers' hooks) when they run, so parsing stays fast with hundreds of feeds.
 """
 
@@ -18,7 +20,6 @@ from partnerflow.config import Feed, Partnership, SftpTransport, partnership
 from partnerflow.triggers import SftpArrivalTrigger
 
 OWNER = "partnerflow"
-START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 SAFETY_NET_CRON = "*/30 * * * *"
 DEADLINES_CRON = "0 7 * * *"
 
@@ -86,7 +87,6 @@ def ingest_dag(config: Partnership, feed: Feed) -> DAG:
         dag_id=f"ingest_{feed.id}",
         description=f"{partner.name}: {feed.title}",
         schedule=schedule,
-        start_date=START,
         catchup=False,
         max_active_runs=1,
         default_args=default_args(),
@@ -129,7 +129,6 @@ def deadlines_dag(config: Partnership) -> DAG:
         dag_id="deadlines",
         description="The reminder ladder: who is due, late or still failing, told once",
         schedule=CronTriggerTimetable(DEADLINES_CRON, timezone="Europe/London"),
-        start_date=START,
         catchup=False,
         max_active_runs=1,
         default_args=default_args(),
@@ -154,7 +153,6 @@ def board_pack_dag(config: Partnership) -> DAG:
         dag_id="board_pack",
         description="Rebuild the KPI marts and send the Board's MI pack",
         schedule=[published_asset(feed) for feed in config.feeds],
-        start_date=START,
         catchup=False,
         max_active_runs=1,
         default_args=default_args(),

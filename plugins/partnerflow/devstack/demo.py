@@ -18,8 +18,17 @@ from partnerflow.devstack.quarter import QuarterLog, QuarterPlayer
 from partnerflow.devstack.stack import DevStack
 from partnerflow.paths import repo_path, var_dir
 
-# What a demo run leaves behind and the next one starts without.
-DEMO_OUTPUTS = ("sink", "landing", "boardpack", "clock.json", "airflow/logs")
+# What a demo run leaves behind and the next one starts without: its outputs, and the partners' side
+# (files on the SFTP drop, returns on the partner API) so no earlier quarter's data is picked up.
+DEMO_OUTPUTS = (
+    "sink",
+    "landing",
+    "boardpack",
+    "clock.json",
+    "airflow/logs",
+    "devstack/sftp",
+    "devstack/partner_api",
+)
 
 
 def run_demo(*, keep_running: bool = False) -> int:
