@@ -15,6 +15,7 @@ import pytest
 from partnerflow import warehouse
 from partnerflow.config import Partnership, load_config
 from partnerflow.devstack.postgres import EmbeddedPostgres
+from partnerflow.devstack.stack import DevStack
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,3 +68,16 @@ def warehouse_url(fresh_database: str, var: Path, monkeypatch: pytest.MonkeyPatc
 @pytest.fixture(scope="session")
 def demo_config() -> Partnership:
     return load_config(REPO / "config" / "partnership.yaml")
+
+
+@pytest.fixture
+def devstack(var, demo_config, warehouse_url, postgres, monkeypatch) -> Iterator[DevStack]:
+    """The partners' SFTP drops and API, the SendGrid and SMTP sinks on loopback, with the test's warehouse,
+    and every connection and setting the code under test reads put in the environment."""
+    dev = DevStack(var=var, partnership=demo_config, postgres=postgres)
+    dev.start_services()
+    for name, value in dev.environment().items():
+        if name.startswith(("AIRFLOW_CONN_", "PARTNERFLOW_SENDGRID")):
+            monkeypatch.setenv(name, value)
+    yield dev
+    dev.stop_services()

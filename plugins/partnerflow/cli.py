@@ -8,6 +8,10 @@ import logging
 import sys
 from pathlib import Path
 
+from partnerflow import calendar_cli
+from partnerflow import validate as validate_command
+from partnerflow.report import approval as approve_pack_command
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="partnerflow", description=__doc__)
@@ -21,8 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     status = commands.add_parser("status", help="the submissions matrix: feed x period")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
+    calendar_cli.add_arguments(commands.add_parser("calendar", help="what is due when; which period a file is for"))
     demo = commands.add_parser("demo", help="start the embedded stack and play one quarter end to end")
     demo.add_argument("--keep-running", action="store_true", help="leave the stack and the Airflow UI up")
+
+    validate = commands.add_parser("validate", help="dry-run a local file against its feed's contract; keeps nothing")
+    validate.add_argument("feed", help="the feed id, as in the configuration")
+    validate.add_argument("file", type=Path, help="the return as the partner sends it (CSV, XLSX, JSON records)")
+    validate.add_argument("--period", help="the period it is for, e.g. 2026Q3 (default: from the file name)")
+    validate.add_argument("--contracts", type=Path, help="a folder of (draft) contracts instead of expectations/")
+    validate.add_argument("--json", action="store_true", help="print the report as stored, in JSON")
+
+    approve = commands.add_parser("approve-pack", help="approve the Board pack waiting for a period, e.g. 2026Q3")
+    approve.add_argument("period", help="the period id, e.g. 2026Q3")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -79,6 +94,9 @@ def _demo(args) -> int:
 
 
 COMMANDS = {"check-config": _check_config, "migrate": _migrate, "status": _status, "demo": _demo}
+COMMANDS["calendar"] = calendar_cli.run
+COMMANDS["validate"] = validate_command.run
+COMMANDS["approve-pack"] = approve_pack_command.run
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -68,14 +68,27 @@ Minimise = Literal["keep", "drop", "pseudonymise", "nhs_number", "month", "postc
 
 
 class Column(_Model):
-    """One column of a dataset as partners send it, and how intake treats it."""
+    """One column of a dataset as partners send it, and how intake treats it.
+
+    ``length`` is a fixed length for identifiers (``0012345`` keeps its zeros: a shorter all-digit value
+    is reported as leading zeros lost, not loaded).
+    """
 
     name: Annotated[str, Field(pattern=IDENTIFIER)]
     type: ColumnType = "text"
     required: bool = False
     aliases: tuple[str, ...] = ()
     minimise: Minimise = "keep"
-    max_length: int = 100
+    max_length: int = Field(default=100, ge=1)
+    length: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _minimise_fits_type(self) -> Column:
+        if self.minimise == "month" and self.type != "date":
+            raise ValueError("minimise: month needs type: date")
+        if self.minimise in ("pseudonymise", "nhs_number", "postcode_sector") and self.type not in ("text", "code"):
+            raise ValueError(f"minimise: {self.minimise} needs type: text")
+        return self
 
     @property
     def loaded(self) -> bool:
@@ -115,7 +128,13 @@ class Dataset(_Model):
 
 
 class SftpTransport(_Model):
-    """A partner's SFTP drop. ``pattern`` is a glob with ``{period}`` where the period id goes."""
+    """A partner's SFTP drop. ``pattern`` is a glob with ``{period}`` where the period id goes.
+
+    ``completeness`` says when a file is whole: ``rename`` (uploaded under another name, then renamed),
+    ``done_marker`` (a ``<name>.done`` JSON manifest with its sha256 and row count), or ``stable_size``
+    (size and mtime unchanged across two polls and at least ``min_age_seconds`` old). A pattern ending in
+    ``.zip`` or ``.gz`` is an archive holding one file.
+    """
 
     kind: Literal["sftp"]
     connection: str
@@ -123,6 +142,10 @@ class SftpTransport(_Model):
     pattern: str
     completeness: Literal["rename", "done_marker", "stable_size"] = "rename"
     poll_seconds: int = Field(default=10, ge=1)
+    min_age_seconds: int = Field(default=60, ge=0)
+    processed_directory: str | None = None
+    connect_timeout_seconds: int = Field(default=30, ge=1)
+    transfer_timeout_seconds: int = Field(default=900, ge=1)
 
     @field_validator("pattern")
     @classmethod
@@ -133,12 +156,23 @@ class SftpTransport(_Model):
 
 
 class HttpTransport(_Model):
-    """A partner's HTTP API. ``endpoint`` contains ``{period}``; ``schedule`` is a cron expression."""
+    """A partner's HTTP API. ``endpoint`` contains ``{period}``; ``schedule`` is a cron expression.
+
+    ``auth``: ``bearer`` (the token is the connection's password) or ``oauth2`` client credentials (the
+    connection's login and password, exchanged at ``token_endpoint``). Each JSON page holds its rows under
+    ``records_key``; ``pagination`` follows ``?page=N``, a ``next_cursor`` or a ``Link: rel="next"`` header.
+    """
 
     kind: Literal["http"]
     connection: str
     endpoint: str
     schedule: str = "0 * * * *"
+    pagination: Literal["page", "cursor", "link"] = "page"
+    auth: Literal["bearer", "oauth2"] = "bearer"
+    token_endpoint: str = "/oauth/token"
+    records_key: str = "records"
+    timeout_seconds: int = Field(default=60, ge=1)
+    retry_budget_seconds: int = Field(default=300, ge=0)
 
     @field_validator("endpoint")
     @classmethod
@@ -149,9 +183,45 @@ class HttpTransport(_Model):
 
 
 class FileFormat(_Model):
+    """How a feed's files are written: CSV (``encoding``, ``delimiter``), JSON, or XLSX (``sheet``, else the first)."""
+
     kind: Literal["csv", "json", "xlsx"]
     encoding: Literal["utf-8", "windows-1252"] = "utf-8"
-    delimiter: str = ","
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+    sheet: str | None = None
+
+    @model_validator(mode="after")
+    def _sheet_only_for_xlsx(self) -> FileFormat:
+        if self.sheet is not None and self.kind != "xlsx":
+            raise ValueError("sheet applies to xlsx files only")
+        return self
+
+
+PeriodKind = Literal["quarter", "month", "term"]
+
+
+class LadderOverride(_Model):
+    """A feed's own ladder steps, each replacing the partnership's when given."""
+
+    advance_working_days: int | None = Field(default=None, ge=1)
+    overdue_working_days: int | None = Field(default=None, ge=1)
+    escalation_working_days: int | None = Field(default=None, ge=1)
+    still_failing_working_days: int | None = Field(default=None, ge=0)
+
+
+class FeedCalendar(_Model):
+    """A feed's own calendar: its period, due rule and ladder steps, where they differ from the partnership's."""
+
+    period: PeriodKind | None = None
+    due_working_days: int | None = Field(default=None, ge=0)
+    due_day_of_month: int | None = Field(default=None, ge=1, le=31)
+    ladder: LadderOverride = LadderOverride()
+
+    @model_validator(mode="after")
+    def _one_due_rule(self) -> FeedCalendar:
+        if self.due_working_days is not None and self.due_day_of_month is not None:
+            raise ValueError("give due_working_days or due_day_of_month, not both")
+        return self
 
 
 class Feed(_Model):
@@ -163,46 +233,146 @@ class Feed(_Model):
     title: str
     transport: Annotated[SftpTransport | HttpTransport, Field(discriminator="kind")]
     format: FileFormat
-    due_working_days: int | None = Field(default=None, ge=0)
+    calendar: FeedCalendar = FeedCalendar()
 
 
 class Ladder(_Model):
-    """The reminder ladder, in working days relative to the due date."""
+    """The reminder ladder, in working days relative to the due date.
+
+    ``still_failing_working_days``: from that many working days before the due date, a return whose latest
+    version was rejected gets one "still not accepted" notice.
+    """
 
     advance_working_days: int = Field(default=5, ge=1)
     overdue_working_days: int = Field(default=3, ge=1)
     escalation_working_days: int = Field(default=5, ge=1)
+    still_failing_working_days: int = Field(default=2, ge=0)
+
+    @model_validator(mode="after")
+    def _escalation_after_overdue(self) -> Ladder:
+        if self.escalation_working_days < self.overdue_working_days:
+            raise ValueError("escalation_working_days must not be before overdue_working_days")
+        return self
+
+    def merged(self, override: LadderOverride) -> Ladder:
+        """This ladder with a feed's own steps in place of the partnership's."""
+        changes = {name: value for name, value in override.model_dump().items() if value is not None}
+        return Ladder.model_validate({**self.model_dump(), **changes})
+
+
+class TermStarts(_Model):
+    """The day ("MM-DD") each school term starts; a term ends the day before the next one starts."""
+
+    spring: str = "01-01"
+    summer: str = "04-01"
+    autumn: str = "09-01"
+
+    @model_validator(mode="after")
+    def _in_order(self) -> TermStarts:
+        days = []
+        for name in ("spring", "summer", "autumn"):
+            value = getattr(self, name)
+            try:
+                days.append(dt.date.fromisoformat(f"2001-{value}"))
+            except ValueError:
+                raise ValueError(f"{name}: {value!r} is not a day of the year like 09-01") from None
+        if not days[0] < days[1] < days[2]:
+            raise ValueError("terms must start in the order spring, summer, autumn within the year")
+        return self
 
 
 class Calendar(_Model):
-    period: Literal["quarter"] = "quarter"
+    """The partnership's calendar: periods, due rule, bank holidays, the ladder and the Board's meetings.
+
+    A return is due ``due_working_days`` after its period ends or, when ``due_day_of_month`` is given, on
+    that day of the month after the period ends (the next working day if it is not one). The Board pack is
+    due ``board_pack_working_days`` before each Board meeting.
+    """
+
+    period: PeriodKind = "quarter"
     due_working_days: int = Field(default=15, ge=0)
+    due_day_of_month: int | None = Field(default=None, ge=1, le=31)
     bank_holidays: Literal["england-and-wales"] = "england-and-wales"
+    terms: TermStarts = TermStarts()
     ladder: Ladder = Ladder()
     board_meetings: tuple[dt.date, ...] = ()
+    board_pack_working_days: int = Field(default=5, ge=0)
 
 
 class Kpi(_Model):
-    """A Board measure: what it counts, which feeds it needs, and its local target."""
+    """A Board measure: what it counts, which feeds it needs, its local target and who answers for it.
+
+    Its figures come from a view in ``sql/marts`` (``mart``, default ``marts.kpi_<id>``) with one row per
+    period: ``period_id, numerator[, denominator]``; with ``breakdown``, one row per period and
+    ``category``; with ``within_working_days``, rows of ``period_id, start_date, end_date, cases`` counted
+    in working days here. A ``ledger`` measure is the partnership's own (returns on time, passed first
+    time), worked out from the submissions ledger for ``source_feeds`` (all feeds when empty).
+    """
 
     id: Annotated[str, Field(pattern=IDENTIFIER)]
     title: str
     theme: str
-    source_feeds: tuple[str, ...]
+    source_feeds: tuple[str, ...] = ()
     unit: Literal["percent", "count", "rate", "days"]
     target: float | None = None
-    tolerance: float = 0.0
+    tolerance: float = Field(default=0.0, ge=0)
     polarity: Literal["higher_is_better", "lower_is_better", "none"] = "none"
     disclosure: Literal["dfe", "nhs", "none"] = "dfe"
+    method: str = ""
+    mart: Annotated[str, Field(pattern=r"^marts\.[a-z][a-z0-9_]*$")] | None = None
+    breakdown: str | None = None
+    categories: tuple[str, ...] = ()
+    within_working_days: int | None = Field(default=None, ge=1)
+    rate_per: int = Field(default=10_000, ge=1)
+    ledger: Literal["on_time", "first_time_pass"] | None = None
+    lead_partner: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind_of_figures(self) -> Kpi:
+        if self.ledger and (self.mart or self.breakdown or self.within_working_days):
+            raise ValueError("a ledger measure has no mart, breakdown or within_working_days")
+        if self.ledger and self.unit != "percent":
+            raise ValueError("a ledger measure is a percentage (unit: percent)")
+        if self.breakdown and self.unit != "count":
+            raise ValueError("a breakdown is a table of counts (unit: count)")
+        if self.within_working_days and self.unit != "percent":
+            raise ValueError("within_working_days gives a percentage (unit: percent)")
+        if not self.ledger and not self.source_feeds:
+            raise ValueError("source_feeds: a measure from a mart needs the feeds its figures come from")
+        return self
+
+    @property
+    def mart_view(self) -> str:
+        """The view holding this measure's figures (unused for a ledger measure)."""
+        return self.mart or f"marts.kpi_{self.id}"
+
+
+class Incidents(_Model):
+    """Engineers' alerts: one per DAG x period while it keeps failing, repeated at most every ``cooldown_hours``."""
+
+    cooldown_hours: float = Field(default=6.0, gt=0)
+
+
+class FallbackRoute(_Model):
+    """The second route when SendGrid itself is failing: an SMTP server, named by an Airflow connection.
+
+    The officer and the engineers hear of it once a message is dead-lettered or has failed
+    ``after_attempts`` times, at most every ``incidents.cooldown_hours``.
+    """
+
+    smtp_connection: str = "partnerflow_smtp"
+    after_attempts: int = Field(default=3, ge=1)
 
 
 class Notifications(_Model):
-    """Who emails come from, and who a non-production setup may email at all."""
+    """Who emails come from, who a non-production setup may email at all, and how failures are reported."""
 
     sender: Person
     allow_list: tuple[str, ...] = Field(
         default=(), description="addresses or '@domain' suffixes; outside production nothing else is sent"
     )
+    incidents: Incidents = Incidents()
+    fallback: FallbackRoute = FallbackRoute()
 
     def allowed(self, email: str) -> bool:
         """Whether ``email`` is on the allow-list: the address itself, or ``@domain`` (and its subdomains)."""
@@ -217,9 +387,25 @@ class Notifications(_Model):
         return False
 
 
+class PackRules(_Model):
+    """How a Board pack goes out: pre-briefs first, then approval, then the Board.
+
+    Partner leads get their pre-brief ``prebrief_working_days`` before the pack may go. The officer approves
+    the pack (``partnerflow approve-pack``); with ``auto_approve`` an unapproved pack is approved when that
+    day comes. The pack is built once every return is published, or, with returns still missing, from
+    ``build_working_days`` before the next Board meeting's pack date (or that many working days after the
+    returns were due, when no meeting is set).
+    """
+
+    prebrief_working_days: int = Field(default=3, ge=0)
+    auto_approve: bool = False
+    build_working_days: int = Field(default=10, ge=0)
+
+
 class Board(_Model):
     name: str
     recipients: tuple[Person, ...]
+    pack: PackRules = PackRules()
 
 
 class Partnership(_Model):
@@ -261,6 +447,17 @@ class Partnership(_Model):
             unknown = [f for f in kpi.source_feeds if f not in feeds]
             if unknown:
                 raise ValueError(f"kpi {kpi.id!r} names feeds that are not defined: {', '.join(unknown)}")
+            if kpi.lead_partner is not None and kpi.lead_partner not in partners:
+                raise ValueError(f"kpi {kpi.id!r} names lead_partner {kpi.lead_partner!r}, which is not defined")
+        return self
+
+    @model_validator(mode="after")
+    def _feed_ladders_valid(self) -> Partnership:
+        for feed in self.feeds:
+            try:
+                self.calendar.ladder.merged(feed.calendar.ladder)
+            except ValidationError as exc:
+                raise ValueError(f"feed {feed.id!r} calendar.ladder: {exc.errors()[0]['msg']}") from None
         return self
 
     def partner(self, partner_id: str) -> Partner:
@@ -276,7 +473,8 @@ class Partnership(_Model):
         raise KeyError(f"no feed {feed_id!r} in the configuration")
 
     def due_working_days(self, feed: Feed) -> int:
-        return self.calendar.due_working_days if feed.due_working_days is None else feed.due_working_days
+        own = feed.calendar.due_working_days
+        return self.calendar.due_working_days if own is None else own
 
 
 def config_path() -> Path:

@@ -15,7 +15,7 @@ from partnerflow.calendar import Period, collecting_period
 from partnerflow.config import Partnership, partnership
 from partnerflow.landing import landing_dir
 from partnerflow.minimise import pseudonym_key
-from partnerflow.publish import Outcome, publish, quarantine
+from partnerflow.publish import Outcome, deciding, publish, quarantine
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def fetch(feed_id: str, *, period_id: str | None = None, config: Partnership | N
     if feed.transport.kind == "sftp":
         sources.fetch_sftp(eng, config, feed)
     else:
-        period = Period.from_id(period_id) if period_id else collecting_period(today)
+        period = Period.from_id(period_id) if period_id else collecting_period(today, config, feed)
         sources.fetch_http(eng, config, feed, period)
     with eng.connect() as conn:
         return ledger.pending(conn, feed_id)
@@ -53,31 +53,36 @@ def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = No
     key = pseudonym_key()
     outcomes = []
     for file_id in sorted(file_ids):
-        with eng.connect() as conn:
-            received = ledger.get(conn, file_id)
-        if received.state != ledger.RECEIVED:
-            outcomes.append(Outcome(file_id, feed_id, received.period_id, received.state).as_dict())
-            continue
-        period = Period.from_id(received.period_id)
-        try:
-            staged = intake.stage(
-                eng,
-                path=landing_dir() / received.landed_path,
-                file_id=file_id,
-                feed=feed,
-                dataset=dataset,
-                key=key,
-            )
-        except intake.FileRejected as rejected:
-            outcome = quarantine(eng, config, file_id=file_id, feed=feed, dataset=dataset, report=rejected.report)
-        else:
-            checked = contracts.validate_staged(
-                warehouse_url=warehouse.warehouse_url(), table=staged.table, dataset=dataset, period=period
-            )
-            report = json.loads(checked.to_json())
-            decide_with = publish if report["passed"] else quarantine
-            outcome = decide_with(eng, config, file_id=file_id, feed=feed, dataset=dataset, report=report)
-        outcomes.append(outcome.as_dict())
+        with deciding(eng, file_id) as received:  # a concurrent run of the same file waits, then skips it
+            if received.state != ledger.RECEIVED:
+                outcomes.append(Outcome(file_id, feed_id, received.period_id, received.state).as_dict())
+                continue
+            period = Period.from_id(received.period_id)
+            try:
+                staged = intake.stage(
+                    eng,
+                    path=landing_dir() / received.landed_path,
+                    file_id=file_id,
+                    feed=feed,
+                    dataset=dataset,
+                    key=key,
+                )
+            except intake.FileRejected as rejected:
+                outcome = quarantine(eng, config, file_id=file_id, feed=feed, dataset=dataset, report=rejected.report)
+            else:
+                with eng.connect() as conn:
+                    baseline = contracts.last_accepted_volume(conn, feed_id=feed.id, dataset=dataset)
+                checked = contracts.validate_staged(
+                    warehouse_url=warehouse.warehouse_url(),
+                    table=staged.table,
+                    dataset=dataset,
+                    period=period,
+                    volume_baseline=baseline,
+                )
+                report = json.loads(checked.to_json())
+                decide_with = publish if report["passed"] else quarantine
+                outcome = decide_with(eng, config, file_id=file_id, feed=feed, dataset=dataset, report=report)
+            outcomes.append(outcome.as_dict())
     return outcomes
 
 

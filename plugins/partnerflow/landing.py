@@ -12,8 +12,6 @@ from typing import BinaryIO
 
 from partnerflow.paths import var_dir
 
-CHUNK = 1 << 20
-
 
 @dataclass(frozen=True)
 class LandedFile:
@@ -32,18 +30,22 @@ def landing_dir() -> Path:
     return path
 
 
-def land(write: Callable[[BinaryIO], None]) -> LandedFile:
+def land(write: Callable[[BinaryIO], object]) -> LandedFile:
     """Land whatever ``write`` writes into a file object; name it by its sha256, read-only.
 
-    The bytes go to a temporary file inside the landing area first, so a failed transfer never leaves a
-    partial file under a content name, and the final rename is atomic.
+    The bytes go to a temporary file inside the landing area first, hashed as they are written, so a failed
+    transfer never leaves a partial file under a content name. They are flushed to disk before the atomic
+    rename, so a ledger row committed afterwards never points at bytes a crash could lose.
     """
     directory = landing_dir()
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=".incoming-")
     try:
         with os.fdopen(fd, "wb") as out:
-            write(out)
-        digest, size = _sha256_of(Path(tmp_name))
+            hashing = _HashingWriter(out)
+            write(hashing)  # type: ignore[arg-type]
+            out.flush()
+            os.fsync(out.fileno())
+        digest = hashing.digest.hexdigest()
         relative = f"{digest[:2]}/{digest}"
         final = directory / relative
         final.parent.mkdir(exist_ok=True)
@@ -52,7 +54,7 @@ def land(write: Callable[[BinaryIO], None]) -> LandedFile:
         else:
             os.chmod(tmp_name, 0o444)
             os.replace(tmp_name, final)
-        return LandedFile(sha256=digest, size=size, relative_path=relative)
+        return LandedFile(sha256=digest, size=hashing.size, relative_path=relative)
     except BaseException:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
@@ -63,11 +65,19 @@ def land_bytes(data: bytes) -> LandedFile:
     return land(lambda out: out.write(data))
 
 
-def _sha256_of(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+class _HashingWriter:
+    """A write-only file object that hashes and counts what passes through it."""
+
+    def __init__(self, out: BinaryIO):
+        self._out = out
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._out.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._out.flush()

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import re
+from collections.abc import Callable
 
 KEY_ENV = "PARTNERFLOW_PSEUDONYM_KEY"
 MIN_KEY_BYTES = 32
@@ -46,15 +47,50 @@ def pseudonymise(key: bytes, namespace: str, value: str) -> str:
     return hmac.new(key, f"{namespace}:{normalised}".encode(), hashlib.sha256).hexdigest()
 
 
+class Pseudonymiser:
+    """``pseudonymise`` with the key bound once, for the millions of values of a large file.
+
+    ``for_namespace`` gives a function of the value alone, using OpenSSL's one-shot HMAC: the same
+    pseudonyms as ``pseudonymise``, with less work per value.
+    """
+
+    def __init__(self, key: bytes):
+        if len(key) < MIN_KEY_BYTES:
+            raise PseudonymKeyMissing(f"a pseudonym key must be at least {MIN_KEY_BYTES} bytes")
+        self._key = key
+
+    def __call__(self, namespace: str, value: str) -> str:
+        return self.for_namespace(namespace)(value)
+
+    def for_namespace(self, namespace: str) -> Callable[[str], str]:
+        key, prefix, digest = self._key, f"{namespace}:".encode(), hmac.digest
+
+        def pseudonym(value: str) -> str:
+            return digest(key, prefix + value.strip().upper().encode(), "sha256").hex()
+
+        return pseudonym
+
+    def nhs_number(self, value: str) -> str:
+        """The pseudonym of a check-digit-valid NHS number; raises MinimisationError for any other value."""
+        return self("nhs_number", nhs_number_digits(value))
+
+
 def nhs_number_valid(value: str) -> bool:
     """The NHS number's modulus 11 check digit."""
     digits = value.replace(" ", "").replace("-", "")
-    if len(digits) != 10 or not digits.isdigit():
+    if len(digits) != 10 or not digits.isdigit() or not digits.isascii():
         return False
     total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
     check = 11 - total % 11
     check = 0 if check == 11 else check
     return check != 10 and check == int(digits[9])
+
+
+def nhs_number_digits(value: str) -> str:
+    """The ten digits of a valid NHS number written with or without spaces or hyphens; else MinimisationError."""
+    if not nhs_number_valid(value):
+        raise MinimisationError("not a valid NHS number")
+    return value.replace(" ", "").replace("-", "")
 
 
 def month_only(day: dt.date) -> dt.date:

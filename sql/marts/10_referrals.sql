@@ -1,5 +1,5 @@
 -- Referral-level marts behind the front-door KPIs. Re-run on every migrate: CREATE OR REPLACE only
--- (changing a view's columns needs a DROP VIEW in a migration first).
+-- (a view's existing columns can't change; new ones go at the end).
 
 -- Each referral once, as its partner's latest return states it (a referral can appear in several
 -- periods' returns, e.g. when its assessment is authorised a quarter later), with the quarter its
@@ -15,7 +15,8 @@ SELECT DISTINCT ON (r.referral_id)
     r.assessment_authorised_date,
     to_char(r.assessment_authorised_date, 'YYYY"Q"Q') AS assessment_period_id,
     r.feed_id,
-    r.period_id AS return_period_id
+    r.period_id AS return_period_id,
+    r.referral_source
 FROM core.referrals AS r
 ORDER BY r.referral_id, r.period_id DESC, r.loaded_at DESC;
 
@@ -34,8 +35,6 @@ SELECT
 FROM marts.referrals_latest AS l;
 
 -- Authorised assessments counted by (start date, authorised date), with no child-level columns.
--- The 45-working-day test is applied in Python (partnerflow.report.kpis) with the same England and
--- Wales bank-holiday calendar that sets due dates, so the warehouse keeps no second holiday list.
 -- Assessments authorised before they started are data errors and are left out.
 CREATE OR REPLACE VIEW marts.assessment_durations AS
 SELECT

@@ -82,8 +82,8 @@ def test_dags_folder_imports_without_errors(dagbag: DagBag) -> None:
     assert dagbag.import_errors == {}, json.dumps(dagbag.import_errors, indent=2)
 
 
-def test_one_ingest_dag_per_feed_plus_deadlines_and_board_pack(dagbag: DagBag, config: Partnership) -> None:
-    expected = {f"ingest_{feed.id}" for feed in config.feeds} | {"deadlines", "board_pack"}
+def test_one_ingest_dag_per_feed_plus_deadlines_digest_and_board_pack(dagbag: DagBag, config: Partnership) -> None:
+    expected = {f"ingest_{feed.id}" for feed in config.feeds} | {"deadlines", "weekly_digest", "board_pack"}
     assert set(dagbag.dag_ids) == expected
 
 
@@ -193,7 +193,7 @@ def test_api_feeds_poll_on_their_cron(dagbag: DagBag, config: Partnership) -> No
         assert timetable.expression == feed.transport.schedule
 
 
-def test_board_pack_waits_for_every_feeds_published_asset(dagbag: DagBag, config: Partnership) -> None:
+def test_board_pack_listens_to_every_feeds_published_asset(dagbag: DagBag, config: Partnership) -> None:
     timetable = dagbag.dags["board_pack"].timetable
     assert isinstance(timetable, AssetTriggeredTimetable)
     listens_to = {asset.name for asset in assets_of(timetable.asset_condition)}
@@ -229,7 +229,7 @@ def test_hundreds_of_feeds_still_build_the_dagbag(tmp_path: Path, monkeypatch: p
     elapsed = time.perf_counter() - started
 
     assert bag.import_errors == {}
-    assert len(bag.dag_ids) == len(raw["feeds"]) + 2
+    assert len(bag.dag_ids) == len(raw["feeds"]) + 3
     file_stats = ", ".join(f"{s.file}: {s.duration}" for s in bag.dagbag_stats)
     print(f"\nDagBag with {len(raw['feeds'])} feeds ({len(bag.dag_ids)} DAGs): {elapsed:.2f}s ({file_stats})")
 

@@ -14,29 +14,15 @@ import sqlalchemy as sa
 
 from partnerflow import ingest, warehouse
 from partnerflow.calendar import Period
-from partnerflow.devstack.stack import DevStack
 from partnerflow.generator import police_ppn_records, referrals_csv
 
 PERIOD = Period.from_id("2026Q3")
 
 
 @pytest.fixture
-def stack(var, demo_config, warehouse_url, postgres, monkeypatch):
-    """SFTP, partner API and sink on loopback, with the Airflow connections in the environment."""
-    dev = DevStack(var=var, partnership=demo_config, postgres=postgres)
-    dev.sftp.start()
-    dev.partner_api.start()
-    dev.sink.start()
-    for name, value in dev.environment().items():
-        if name.startswith("AIRFLOW_CONN_") or name.startswith("PARTNERFLOW_SENDGRID"):
-            monkeypatch.setenv(name, value)
-    for feed in demo_config.feeds:
-        if feed.transport.kind == "sftp":
-            dev.drop_dir(feed.transport.directory).mkdir(parents=True, exist_ok=True)
-    yield dev
-    dev.sink.stop()
-    dev.partner_api.stop()
-    dev.sftp.stop()
+def stack(devstack):
+    """The shared dev stack (tests/conftest.py)."""
+    return devstack
 
 
 def _upload(stack, demo_config, content: bytes, name: str = "referrals_2026Q3.csv"):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from partnerflow.calendar import Period
 from partnerflow.config import Partnership, Person, load_config
 from partnerflow.devstack.postgres import EmbeddedPostgres
 from partnerflow.devstack.sendgrid_sink import MailFault, SendgridSink
+from partnerflow.devstack.smtp_sink import SmtpSink
 from partnerflow.notify import messages
 from partnerflow.notify.outbox import Message, enqueue
 from partnerflow.notify.sender import SenderSettings, SendgridCredentialsRejected, SendSummary, send_pending
@@ -48,7 +51,7 @@ def engine(postgres: EmbeddedPostgres) -> Iterator[Engine]:
 @pytest.fixture(autouse=True)
 def empty_outbox(engine: Engine) -> None:
     with engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE ops.notification_attempts, ops.notifications"))
+        conn.execute(sa.text("TRUNCATE ops.notification_attempts, ops.notifications, ops.incidents"))
 
 
 @pytest.fixture(scope="module")
@@ -380,3 +383,135 @@ def test_concurrent_senders_send_each_message_once(
     assert sum(s.sent for s in summaries) == 30
     keys = [body["custom_args"]["partnerflow_key"] for body in sink.messages()]
     assert sorted(keys) == sorted(f"receipt:council_referrals:2026Q3:file={i}" for i in range(30))
+
+
+# --- the fallback route: when SendGrid itself fails, the officer and the engineers hear of it by SMTP ---------
+
+
+@pytest.fixture
+def smtp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
+    """A real SMTP server on loopback, reached through the Airflow connection the fallback route names."""
+    with SmtpSink(out_dir=tmp_path / "smtp") as server:
+        monkeypatch.setenv("AIRFLOW_CONN_PARTNERFLOW_SMTP", json.dumps(server.connection()))
+        yield server
+
+
+@pytest.fixture
+def with_fallback(settings: SenderSettings, partnership: Partnership) -> SenderSettings:
+    return replace(settings, partnership=partnership)
+
+
+def bad_address(partnership: Partnership, file_id: int) -> Message:
+    """A message SendGrid refuses with 400 (the client cannot make an address of it)."""
+    return replace(receipt(partnership, file_id=file_id), recipients=(f"no[pe]{file_id}@example.org",))
+
+
+def test_a_dead_letter_reaches_the_officer_by_smtp_once_per_cool_down(
+    engine: Engine, sink: SendgridSink, smtp: SmtpSink, with_fallback: SenderSettings, partnership: Partnership
+) -> None:
+    first = bad_address(partnership, 1)
+    put(engine, first)
+    t0 = dt.datetime.now(dt.UTC)
+
+    assert send_pending(engine, settings=with_fallback, now=t0) == SendSummary(dead=1)
+
+    (report,) = smtp.messages()
+    assert report.rcpt_tos == (partnership.officer.email, *(p.email for p in partnership.engineers))
+    assert report.message["To"] == partnership.officer.email
+    assert report.message["Subject"] == "Blanktown SCP: emails not delivered – 1 message held or failed"
+    assert report.message["X-Partnerflow-Key"].startswith("delivery-problem:sendgrid:incident=")
+    html = report.message.get_body(("html",)).get_content()
+    reason = row(engine, first.key)["last_error"]
+    assert first.subject in html and "no[pe]1@example.org" in html
+    assert "not delivered" in html and escape(reason) in html
+
+    # Another dead letter within the cool-down: recorded, not mailed again.
+    put(engine, bad_address(partnership, 2))
+    assert send_pending(engine, settings=with_fallback, now=t0 + dt.timedelta(hours=1)) == SendSummary(dead=1)
+    assert len(smtp.messages()) == 1
+
+    # After the cool-down, the next one is mailed, with the earlier one nobody was told of yet.
+    put(engine, bad_address(partnership, 3))
+    assert send_pending(engine, settings=with_fallback, now=t0 + dt.timedelta(hours=7)) == SendSummary(dead=1)
+    second = smtp.messages()[1].message
+    listed = second.get_body(("html",)).get_content()
+    assert second["Subject"] == "Blanktown SCP: emails not delivered – 2 messages held or failed"
+    assert "no[pe]2" in listed and "no[pe]3" in listed and "no[pe]1" not in listed
+
+    # SendGrid delivers again: the incident is resolved and a recovery message goes, through SendGrid.
+    put(engine, receipt(partnership, file_id=4))
+    assert send_pending(engine, settings=with_fallback, now=t0 + dt.timedelta(hours=8)).sent == 1
+    assert send_pending(engine, settings=with_fallback, now=t0 + dt.timedelta(hours=8)).sent == 1
+    recovery = sink.messages()[-1]
+    assert recovery["subject"] == "Blanktown SCP: Email delivery through SendGrid working again"
+    assert recovery["custom_args"]["partnerflow_kind"] == "incident-recovery"
+    assert len(smtp.messages()) == 2
+
+
+def test_messages_retried_again_and_again_are_reported_while_they_wait(
+    engine: Engine, sink: SendgridSink, smtp: SmtpSink, settings: SenderSettings, partnership: Partnership
+) -> None:
+    fallback = partnership.notifications.fallback.model_copy(update={"after_attempts": 2})
+    impatient = partnership.model_copy(
+        update={"notifications": partnership.notifications.model_copy(update={"fallback": fallback})}
+    )
+    message = receipt(partnership)
+    put(engine, message)
+    sink.faults.add(MailFault.SERVER_ERROR, times=2)
+    now = dt.datetime.now(dt.UTC)
+    settings = replace(settings, partnership=impatient, max_attempts=6)
+
+    assert send_pending(engine, settings=settings, now=now) == SendSummary(retried=1)
+    assert smtp.messages() == []
+    now = row(engine, message.key)["next_attempt_at"]
+    assert send_pending(engine, settings=settings, now=now) == SendSummary(retried=1)
+
+    (report,) = smtp.messages()
+    html = report.message.get_body(("html",)).get_content()
+    assert message.subject in html and "will retry (tried 2 times)" in html and "SendGrid 500" in html
+    assert row(engine, message.key)["state"] == "pending"  # it still goes once SendGrid recovers
+    assert send_pending(engine, settings=settings, now=row(engine, message.key)["next_attempt_at"]).sent == 1
+
+
+def test_a_refused_api_key_is_reported_by_smtp_and_still_fails_loudly(
+    engine: Engine, sink: SendgridSink, smtp: SmtpSink, with_fallback: SenderSettings, partnership: Partnership
+) -> None:
+    message = receipt(partnership)
+    put(engine, message)
+
+    with pytest.raises(SendgridCredentialsRejected):
+        send_pending(engine, settings=replace(with_fallback, api_key="SG.wrong.key"))
+
+    (report,) = smtp.messages()
+    assert report.message["Subject"] == "Blanktown SCP: emails not delivered – SendGrid refused the API key"
+    html = report.message.get_body(("html",)).get_content()
+    assert "PARTNERFLOW_SENDGRID_API_KEY" in html and message.subject in html
+    assert row(engine, message.key)["state"] == "pending"
+
+
+def test_when_smtp_fails_too_the_next_drain_tries_again(
+    engine: Engine, sink: SendgridSink, smtp: SmtpSink, with_fallback: SenderSettings, partnership: Partnership
+) -> None:
+    put(engine, bad_address(partnership, 1))
+    smtp.refuse_next()
+
+    assert send_pending(engine, settings=with_fallback) == SendSummary(dead=1)  # the drain itself carries on
+    assert smtp.messages() == []
+
+    assert send_pending(engine, settings=with_fallback) == SendSummary()
+    (report,) = smtp.messages()
+    assert "no[pe]1" in report.message.get_body(("html",)).get_content()
+
+
+def test_the_fallback_route_keeps_to_the_allow_list_outside_production(
+    engine: Engine, sink: SendgridSink, smtp: SmtpSink, with_fallback: SenderSettings, partnership: Partnership
+) -> None:
+    real_officer = partnership.model_copy(
+        update={"officer": partnership.officer.model_copy(update={"email": "someone@nhs.net"})}
+    )
+    put(engine, bad_address(partnership, 1))
+
+    send_pending(engine, settings=replace(with_fallback, partnership=real_officer))
+
+    (report,) = smtp.messages()
+    assert report.rcpt_tos == tuple(p.email for p in partnership.engineers)

@@ -67,10 +67,10 @@ def env_example() -> dict[str, str]:
 @pytest.fixture
 def dev_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_config: Partnership) -> dict[str, str]:
     """What ``DevStack.environment()`` gives every partnerflow process (its servers' ports faked, not started)."""
-    from partnerflow.devstack import _http, postgres, sftp_server
+    from partnerflow.devstack import _http, postgres, sftp_server, smtp_sink
     from partnerflow.devstack.stack import DevStack
 
-    for server in (postgres.EmbeddedPostgres, sftp_server.SftpServer, _http.BackgroundHttpServer):
+    for server in (postgres.EmbeddedPostgres, sftp_server.SftpServer, _http.BackgroundHttpServer, smtp_sink.SmtpSink):
         monkeypatch.setattr(server, "port", property(lambda self: 2222))
     return DevStack(var=tmp_path / "var", partnership=demo_config).environment()
 

@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import json
 
+import openpyxl
 import pytest
 
 from partnerflow import generator
@@ -49,7 +50,8 @@ def test_referral_rows_have_the_dataset_columns_in_order():
     rows = generator.referrals_rows(PERIOD, seed=1, n=25)
     assert len(rows) == 25
     assert list(generator.REFERRAL_COLUMNS) == dataset_columns("referrals")
-    assert all(list(row) == dataset_columns("referrals") for row in rows)
+    columns = dataset_columns("referrals")
+    assert all(list(row) == columns for row in rows)
     assert all(isinstance(value, str) for row in rows for value in row.values())
 
 
@@ -163,3 +165,154 @@ def test_fast_working_days_match_the_calendar():
     start = dt.date(2026, 12, 20)
     for n in (0, 1, 5, 45, 90):
         assert generator._add_working_days(start, n) == add_working_days(start, n)
+
+
+# --- the other feeds of the demo partnership ---------------------------------------------------------
+
+ALL_DATASETS = (
+    "referrals",
+    "police_ppn",
+    "child_protection",
+    "children_in_care",
+    "health_icb",
+    "exclusions",
+    "yjb_kpis",
+)
+
+
+@pytest.mark.parametrize("dataset_id", ALL_DATASETS)
+def test_sample_return_is_deterministic_for_every_dataset(dataset_id):
+    good = generator.sample_return(dataset_id, PERIOD, seed=7)
+    assert good == generator.sample_return(dataset_id, PERIOD, seed=7)
+    assert good != generator.sample_return(dataset_id, PERIOD, seed=8)
+    assert good != generator.sample_return(dataset_id, PERIOD, seed=7, defects=True)
+    assert generator.sample_return(dataset_id, PERIOD, seed=7, defects=True) == generator.sample_return(
+        dataset_id, PERIOD, seed=7, defects=True
+    )
+
+
+def test_sample_return_names_unknown_datasets():
+    with pytest.raises(KeyError, match="no sample return for dataset 'probation'"):
+        generator.sample_return("probation", PERIOD, seed=1)
+
+
+@pytest.mark.parametrize(
+    ("rows_of", "dataset_id"),
+    [
+        (lambda **kw: generator.child_protection_rows(PERIOD, **kw), "child_protection"),
+        (lambda **kw: generator.children_in_care_rows(PERIOD, **kw), "children_in_care"),
+        (lambda **kw: generator.health_icb_rows(PERIOD, **kw), "health_icb"),
+        (lambda **kw: generator.exclusions_rows(PERIOD, **kw), "exclusions"),
+        (lambda **kw: generator.yjb_kpi_records(PERIOD, **kw), "yjb_kpis"),
+    ],
+)
+def test_rows_have_the_dataset_columns_and_defects_are_where_the_generator_says(rows_of, dataset_id):
+    good, bad = rows_of(seed=4), rows_of(seed=4, defects=True)
+    columns = dataset_columns(dataset_id)
+    assert all(list(row) == columns for row in good)
+    planted = getattr(generator, DEFECTS_OF[dataset_id])
+    changed = {number for number, (a, b) in enumerate(zip(good, bad, strict=True), start=1) if a != b}
+    assert changed == {r for rows in planted.values() for r in rows}
+
+
+DEFECTS_OF = {
+    "child_protection": "CHILD_PROTECTION_DEFECTS",
+    "children_in_care": "CHILDREN_IN_CARE_DEFECTS",
+    "health_icb": "HEALTH_ICB_DEFECTS",
+    "exclusions": "EXCLUSION_DEFECTS",
+    "yjb_kpis": "YJB_KPI_DEFECTS",
+}
+
+
+def test_child_protection_plans_are_plausible():
+    rows = generator.child_protection_rows(PERIOD, seed=3, n=250)
+    categories = set(contract_value_set("child_protection", "CPP-006"))
+    assert len({row["plan_id"] for row in rows}) == len(rows) == 250
+    assert {row["category_of_abuse"] for row in rows} == categories
+    referred_before = {
+        row["child_id"] for p in _periods_before(PERIOD, 12) for row in generator.referrals_rows(p, seed=3)
+    }
+    assert {row["child_id"] for row in rows} <= referred_before  # the same children as the referrals
+    for row in rows:
+        start, end = day(row["plan_start_date"]), day(row["plan_end_date"])
+        assert day(row["date_of_birth"]) < start <= PERIOD.end
+        assert day(row["s47_start_date"]) <= day(row["icpc_date"]) == start
+        assert end is None or (start < end and PERIOD.contains(end))
+        assert 0 <= int(row["previous_plans"]) <= 3
+    open_at_start = [r for r in rows if day(r["plan_start_date"]) < PERIOD.start]
+    assert 0.45 < len(open_at_start) / len(rows) < 0.75
+    assert any(working_days_between(day(r["s47_start_date"]), day(r["icpc_date"])) > 15 for r in rows)
+    assert any((PERIOD.end - day(r["plan_start_date"])).days >= 730 for r in rows)  # plans lasting 2+ years
+
+
+def test_children_in_care_rows_are_plausible():
+    rows = generator.children_in_care_rows(PERIOD, seed=3, n=300)
+    assert len({row["child_id"] for row in rows}) == len(rows) == 300
+    for row in rows:
+        assert isinstance(row["missing_episodes"], int) and isinstance(row["care_start_date"], dt.date)
+        assert row["date_of_birth"] < row["care_start_date"] <= PERIOD.end
+        assert row["care_end_date"] is None or PERIOD.contains(row["care_end_date"])
+        for check in ("health_assessment_date", "dental_check_date"):
+            assert row[check] is None or row["care_start_date"] <= row[check] <= PERIOD.end
+        offered, accepted = row["return_interview_offered_date"], row["return_interview_accepted_date"]
+        assert offered is None or (row["missing_episodes"] > 0 and PERIOD.contains(offered))
+        assert accepted is None or (offered is not None and offered <= accepted)
+    went_missing = sum(row["missing_episodes"] > 0 for row in rows)
+    assert 0.05 < went_missing / len(rows) < 0.2
+
+
+def test_the_children_in_care_workbook_has_its_named_sheet_and_real_dates():
+    data = generator.children_in_care_xlsx(PERIOD, seed=3, n=20)
+    book = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
+    assert book.sheetnames == ["Read me", generator.CHILDREN_IN_CARE_SHEET]
+    header, first, *_ = book[generator.CHILDREN_IN_CARE_SHEET].iter_rows(values_only=True)
+    assert header == generator.CHILDREN_IN_CARE_HEADINGS
+    assert isinstance(first[0], str) and len(first[0]) == 7  # ids as text, leading zeros kept
+    assert isinstance(first[3], dt.datetime)
+
+
+def test_health_and_youth_justice_aggregates():
+    rows = generator.health_icb_rows(PERIOD, seed=3)
+    pairs = {(row["measure_code"], row["age_band"]) for row in rows}
+    measures = contract_value_set("health_icb", "HLT-005")
+    bands = contract_value_set("health_icb", "HLT-006")
+    assert pairs == {(m, b) for m in measures for b in bands}
+    assert all(0 <= int(row["numerator"]) <= int(row["denominator"]) for row in rows)
+    records = generator.yjb_kpi_records(PERIOD, seed=3)
+    assert [r["kpi_code"] for r in records] == contract_value_set("yjb_kpis", "YJB-004")
+    assert all(0 <= r["numerator"] <= r["denominator"] for r in records)
+
+
+def test_exclusions_are_school_census_shaped_and_windows_1252():
+    rows = generator.exclusions_rows(PERIOD, seed=3, n=350)
+    categories, reasons = contract_value_set("exclusions", "EDU-007"), contract_value_set("exclusions", "EDU-008")
+    keys = [(row["upn"], row["category"], row["start_date"]) for row in rows]
+    assert len(set(keys)) == len(keys)
+    assert len({row["upn"] for row in rows}) < len(rows)  # some pupils are suspended more than once
+    for row in rows:
+        assert row["category"] in categories and row["reason_code"] in reasons
+        assert PERIOD.contains(day(row["start_date"])) and not (
+            dt.date(2026, 8, 1) <= day(row["start_date"]) <= dt.date(2026, 8, 31)
+        )
+        assert generator.upn(row["upn"][1:]) == row["upn"] and len(row["school_urn"]) == 6
+        assert row["sessions"] == "" if row["category"] == "PERM" else int(row["sessions"]) >= 1
+    data = generator.exclusions_csv(PERIOD, seed=3)
+    assert b"\r\n" in data and data.decode("cp1252").startswith("upn,pupil_name,")
+    with pytest.raises(UnicodeDecodeError):
+        data.decode("utf-8")  # accented names in Windows-1252, as the school systems export them
+
+
+def test_upn_check_letter():
+    assert generator.upn("999123400001")[1:] == "999123400001"
+    assert generator.upn("999123400001")[0] in generator.UPN_CHECK_LETTERS
+    assert generator.upn("999123400001") != generator.upn("999123400002")
+    with pytest.raises(ValueError):
+        generator.upn("12345")
+
+
+def _periods_before(period: Period, n: int) -> list[Period]:
+    periods = []
+    for _ in range(n):
+        period = period.previous()
+        periods.append(period)
+    return periods

@@ -14,9 +14,9 @@ import psycopg
 from partnerflow import status, warehouse
 from partnerflow.config import Partnership, partnership
 from partnerflow.devstack.airflow_stack import AirflowStack
-from partnerflow.devstack.quarter import QuarterLog, QuarterPlayer
+from partnerflow.devstack.quarter import QuarterLog, QuarterPlayer, airflow_for_the_quarter
 from partnerflow.devstack.stack import DevStack
-from partnerflow.paths import repo_path, var_dir
+from partnerflow.paths import var_dir
 
 # What a demo run leaves behind and the next one starts without: its outputs, and the partners' side
 # (files on the SFTP drop, returns on the partner API) so no earlier quarter's data is picked up.
@@ -47,28 +47,13 @@ def run_demo(*, keep_running: bool = False) -> int:
             f"embedded services up: PostgreSQL :{stack.postgres.port}, SFTP :{stack.sftp.port}, "
             f"partner API :{stack.partner_api.port}, SendGrid sink :{stack.sink.port}"
         )
-        airflow = AirflowStack(
-            home=var / "airflow",
-            metadata_url=stack.postgres.url(stack.airflow_db),
-            dags_folder=repo_path("dags"),
-            env=env,
-        )
-        _say("preparing Airflow's metadata database ...")
-        airflow.setup()
-        try:
-            airflow.start()
-            airflow.wait_healthy()
-            dag_ids = [f"ingest_{f.id}" for f in config.feeds] + ["deadlines", "board_pack"]
-            airflow.client.wait_dags_parsed(dag_ids)
-            for dag_id in dag_ids:
-                airflow.client.unpause(dag_id)
-            _say(f"Airflow up at {airflow.base_url} ({time.monotonic() - started:.0f}s); DAGs: {', '.join(dag_ids)}")
+        _say("starting Airflow (api-server, scheduler, dag-processor, triggerer) ...")
+        with airflow_for_the_quarter(stack, home=var / "airflow") as airflow:
+            _say(f"Airflow up at {airflow.base_url} ({time.monotonic() - started:.0f}s)")
             log = QuarterPlayer(stack=stack, airflow=airflow, partnership=config, say=_say).play()
             _summary(config, stack, log)
             if keep_running:
                 _wait_for_interrupt(airflow)
-        finally:
-            airflow.stop()
     _say(f"done in {time.monotonic() - started:.0f}s; nothing left running")
     return 0
 
@@ -103,7 +88,7 @@ def _summary(config: Partnership, stack: DevStack, log: QuarterLog) -> None:
         recipients = [to["email"] for p in message["personalizations"] for to in p.get("to", [])]
         _say(f"  - {message['subject']}  →  {', '.join(recipients)}")
     _say(f"Re-running the due day sent {log.rerun_new_messages} new email(s).")
-    packs = sorted((var_dir() / "boardpack").glob("*/*.html"))
+    packs = sorted((var_dir() / "boardpack").glob("*/v*/board-pack.pdf"))
     _say("Board pack: " + (", ".join(str(p) for p in packs) if packs else "not produced"))
     _say("Open the .html files in the sink folder to read the emails as recipients would.")
 

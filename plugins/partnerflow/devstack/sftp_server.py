@@ -18,8 +18,11 @@ import asyncio
 import contextlib
 import os
 import socket
+import stat
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -97,11 +100,15 @@ class SftpFaults:
     """Accept new TCP connections but never answer (not even the SSH banner)."""
     stall_reads: bool = False
     """Complete the handshake, then never answer file reads (a server that hangs mid-download)."""
+    extra_names: list[str] = field(default_factory=list)
+    """Names to add to every directory listing as regular files that don't exist (``../x``, ``/etc/x``):
+    what a hostile or broken server might list."""
 
     def reset(self) -> None:
         self.drop_after_bytes = None
         self.hang = False
         self.stall_reads = False
+        self.extra_names = []
 
 
 class SftpServer:
@@ -136,6 +143,8 @@ class SftpServer:
         self._host_key: asyncssh.SSHKey | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self._held_sockets: list[socket.socket] = []
+        self.auth_attempts = 0
+        """How many clients have asked to authenticate: a client that refuses our host key never does."""
 
     @property
     def host(self) -> str:
@@ -261,6 +270,7 @@ class _KeyOnlyServer(asyncssh.SSHServer):
 
     def begin_auth(self, username: str) -> bool:
         assert self._connection is not None
+        self._owner.auth_attempts += 1
         try:
             self._connection.set_authorized_keys(str(self._owner.authorized_keys))
         except (OSError, ValueError):
@@ -289,6 +299,13 @@ class _ChrootedSftp(asyncssh.SFTPServer):
         if resolved != self._root and not resolved.startswith(self._root + b"/"):
             raise asyncssh.SFTPPermissionDenied("Path is outside the served directory")
         return local
+
+    async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
+        async for entry in super().scandir(path):
+            yield entry
+        for name in list(self._faults.extra_names):
+            attrs = asyncssh.SFTPAttrs(permissions=stat.S_IFREG | 0o644, size=1, mtime=int(time.time()))
+            yield asyncssh.SFTPName(name.encode(), attrs=attrs)
 
     def symlink(self, oldpath: bytes, newpath: bytes) -> None:
         raise asyncssh.SFTPOpUnsupported("Links are not supported")

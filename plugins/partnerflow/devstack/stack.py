@@ -17,6 +17,7 @@ from partnerflow.devstack.partner_api import PartnerApi
 from partnerflow.devstack.postgres import EmbeddedPostgres
 from partnerflow.devstack.sendgrid_sink import SendgridSink
 from partnerflow.devstack.sftp_server import SftpServer, ensure_keys
+from partnerflow.devstack.smtp_sink import SmtpSink
 
 WAREHOUSE_DB = "warehouse"
 AIRFLOW_DB = "airflow"
@@ -50,23 +51,30 @@ class DevStack:
         )
         self.partner_api = PartnerApi(root=self.home / "partner_api", token=self.secrets["partner_api_token"])
         self.sink = SendgridSink(out_dir=var / "sink", api_key=self.secrets["sendgrid_api_key"])
+        self.smtp = SmtpSink(out_dir=var / "smtp")  # the second route, for when SendGrid itself fails
 
     def start(self) -> None:
         self.postgres.start()
         for database in (self.warehouse_db, self.airflow_db):
             self.postgres.create_database(database)
+        self.start_services()
+
+    def stop(self) -> None:
+        self.stop_services()
+        if self._owns_postgres:
+            self.postgres.stop()
+
+    def start_services(self) -> None:
+        """Everything but PostgreSQL: the partners' SFTP drops and API, the SendGrid sink, the SMTP sink."""
         for feed in self.partnership.feeds:
             if isinstance(feed.transport, SftpTransport):
                 self.drop_dir(feed.transport.directory).mkdir(parents=True, exist_ok=True)
-        self.sftp.start()
-        self.partner_api.start()
-        self.sink.start()
+        for service in (self.sftp, self.partner_api, self.sink, self.smtp):
+            service.start()
 
-    def stop(self) -> None:
-        for service in (self.sink, self.partner_api, self.sftp):
+    def stop_services(self) -> None:
+        for service in (self.smtp, self.sink, self.partner_api, self.sftp):
             service.stop()
-        if self._owns_postgres:
-            self.postgres.stop()
 
     def __enter__(self) -> Self:
         self.start()
@@ -88,6 +96,7 @@ class DevStack:
             "PARTNERFLOW_PSEUDONYM_KEY": self.secrets["pseudonym_key"],
             "PARTNERFLOW_SENDGRID_API_KEY": self.secrets["sendgrid_api_key"],
             "PARTNERFLOW_SENDGRID_HOST": self.sink.url,
+            "AIRFLOW_CONN_PARTNERFLOW_SMTP": json.dumps(self.smtp.connection()),
         }
         for feed in self.partnership.feeds:
             transport = feed.transport

@@ -23,7 +23,8 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from partnerflow.calendar import Period, add_working_days, working_days_between
+from partnerflow.calendar import Period, add_working_days, board_meetings, schedule, working_days_between
+from partnerflow.clock import LONDON
 from partnerflow.config import Feed, Partnership
 from partnerflow.notify.outbox import Attachment, Message, message_key
 
@@ -37,8 +38,14 @@ ADVANCE_REMINDER = "reminder-advance"
 DUE_REMINDER = "reminder-due"
 OVERDUE_REMINDER = "reminder-overdue"
 ESCALATION = "escalation"
+STILL_FAILING = "still-failing"
 BOARD_PACK = "board-pack"
 FAILURE_ALERT = "failure"
+WEEKLY_DIGEST = "weekly-digest"
+INCIDENT = "incident"
+INCIDENT_RECOVERY = "incident-recovery"
+DELIVERY_PROBLEM = "delivery-problem"
+LADDER_KINDS = (ADVANCE_REMINDER, DUE_REMINDER, OVERDUE_REMINDER, STILL_FAILING, ESCALATION)
 
 _SAFE_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,80}$")
 _SAFE_COLUMN = re.compile(r"^[A-Za-z0-9_ .\-]{1,64}$")
@@ -163,9 +170,12 @@ def advance_reminder(
     return _reminder(partnership, feed, period, due=due, kind=ADVANCE_REMINDER, as_of=as_of)
 
 
-def due_reminder(partnership: Partnership, feed: Feed, period: Period, *, due: dt.date) -> Message:
-    """The due-day reminder to the partner contact."""
-    return _reminder(partnership, feed, period, due=due, kind=DUE_REMINDER, as_of=None)
+def due_reminder(
+    partnership: Partnership, feed: Feed, period: Period, *, due: dt.date, as_of: dt.date | None = None
+) -> Message:
+    """The due-day reminder to the partner contact. Sent after the day (a run catching up), it says the
+    return was due rather than is due today."""
+    return _reminder(partnership, feed, period, due=due, kind=DUE_REMINDER, as_of=as_of)
 
 
 def overdue_reminder(
@@ -177,10 +187,211 @@ def overdue_reminder(
 
 
 def escalation(
-    partnership: Partnership, feed: Feed, period: Period, *, due: dt.date, as_of: dt.date | None = None
+    partnership: Partnership,
+    feed: Feed,
+    period: Period,
+    *,
+    due: dt.date,
+    as_of: dt.date | None = None,
+    reminded_on: Sequence[dt.date] = (),
 ) -> Message:
-    """The escalation to the partner's senior lead, cc the officer, when a return is seriously late."""
-    return _reminder(partnership, feed, period, due=due, kind=ESCALATION, as_of=as_of)
+    """The escalation to the partner's senior lead, cc the officer, when a return is seriously late.
+    ``reminded_on``: the days the partner's contact was chased, which the email lists."""
+    return _reminder(partnership, feed, period, due=due, kind=ESCALATION, as_of=as_of, reminded_on=reminded_on)
+
+
+def still_failing(
+    partnership: Partnership,
+    feed: Feed,
+    period: Period,
+    *,
+    due: dt.date,
+    as_of: dt.date,
+    source_name: str,
+    received_on: dt.date,
+    versions_rejected: int,
+    checks_failed: int,
+) -> Message:
+    """To the partner contact, cc the officer: the latest version was rejected and the due date is near or
+    past. Names the partner's own file and how many checks failed, never a value."""
+    partner = partnership.partner(feed.partner)
+    late = working_days_between(due, as_of)
+    when = f"due {_short_date(due)}" if late <= 0 else f"{_count(late, 'working day')} late"
+    subject = f"{partnership.short_name}: {feed.title} for {_quarter(period)} still not accepted – {when}"
+    return _build(
+        partnership,
+        kind=STILL_FAILING,
+        key=message_key(STILL_FAILING, feed.id, period.id),
+        feed_id=feed.id,
+        period_id=period.id,
+        recipients=(partner.contact.email,),
+        cc=(partnership.officer.email,),
+        subject=subject,
+        template="still_failing",
+        context={
+            "partner": partner,
+            "feed": feed,
+            "period": period,
+            "due": due,
+            "days_late": max(late, 0),
+            "working_days_to_due": max(-late, 0),
+            "source_name": _short(source_name, _SOURCE_NAME_MAX),
+            "received_on": received_on,
+            "versions_rejected": versions_rejected,
+            "checks_failed": checks_failed,
+            "escalation_day": add_working_days(due, schedule(partnership, feed).ladder.escalation_working_days),
+        },
+    )
+
+
+def weekly_digest(
+    partnership: Partnership,
+    *,
+    week_of: dt.date,
+    as_of: dt.date,
+    rows: Sequence[Any],
+    coming_up: Sequence[Any],
+    returns_in: int,
+    returns_expected: int,
+) -> Message:
+    """The officer's weekly digest: the submissions matrix for each feed's current and previous period.
+
+    ``rows`` are ``partnerflow.digest.DigestRow``; ``coming_up`` are ``(date, what)`` pairs.
+    """
+    year, week, _ = week_of.isocalendar()
+    subject = (
+        f"{partnership.short_name}: weekly submissions digest, w/c {_short_date(week_of)} – "
+        f"{returns_in} of {returns_expected} current returns in"
+    )
+    return _build(
+        partnership,
+        kind=WEEKLY_DIGEST,
+        key=message_key(WEEKLY_DIGEST, f"{year}-W{week:02d}"),
+        feed_id=None,
+        period_id=None,
+        recipients=(partnership.officer.email,),
+        cc=(),
+        subject=subject,
+        template="weekly_digest",
+        context={
+            "week_of": week_of,
+            "as_of": as_of,
+            "rows": rows,
+            "coming_up": coming_up,
+            "returns_in": returns_in,
+            "returns_expected": returns_expected,
+        },
+    )
+
+
+def incident_alert(
+    partnership: Partnership,
+    *,
+    name: str,
+    period_id: str,
+    incident_id: int,
+    alert_number: int,
+    failing: Sequence[str],
+    detail: str,
+    opened_at: dt.datetime,
+    failures: int,
+    run_url: str,
+    cooldown_hours: float,
+) -> Message:
+    """To the engineers, cc the officer: a DAG is failing for a period (first alert, or still failing after
+    the cool-down). ``detail`` names the task and the kind of error only."""
+    period_text = _period_text(period_id)
+    again = alert_number > 1
+    subject = f"{partnership.short_name}: {name} {'still failing' if again else 'failing'}"
+    subject += f" for {period_text}" if period_text else ""
+    return _build(
+        partnership,
+        kind=INCIDENT,
+        key=message_key(INCIDENT, name, period_id or "none", incident=incident_id, alert=alert_number),
+        feed_id=None,
+        period_id=period_id or None,
+        recipients=tuple(p.email for p in partnership.engineers),
+        cc=(partnership.officer.email,),
+        subject=subject,
+        template="incident",
+        context={
+            "name": name,
+            "period_text": period_text,
+            "again": again,
+            "failing": list(failing),
+            "detail": detail,
+            "opened_at": opened_at,
+            "failures": failures,
+            "run_url": run_url,
+            "cooldown_hours": cooldown_hours,
+        },
+    )
+
+
+def incident_recovery(
+    partnership: Partnership,
+    *,
+    name: str,
+    period_id: str,
+    incident_id: int,
+    opened_at: dt.datetime,
+    resolved_at: dt.datetime,
+    failures: int,
+    title: str | None = None,
+) -> Message:
+    """To the engineers, cc the officer: what was failing works again. ``title`` names it for people
+    (default: ``name``, a dag_id)."""
+    period_text = _period_text(period_id)
+    title = title or name
+    subject = f"{partnership.short_name}: {title} working again" + (f" for {period_text}" if period_text else "")
+    return _build(
+        partnership,
+        kind=INCIDENT_RECOVERY,
+        key=message_key(INCIDENT_RECOVERY, name, period_id or "none", incident=incident_id),
+        feed_id=None,
+        period_id=period_id or None,
+        recipients=tuple(p.email for p in partnership.engineers),
+        cc=(partnership.officer.email,),
+        subject=subject,
+        template="incident_recovery",
+        context={
+            "name": title,
+            "period_text": period_text,
+            "opened_at": opened_at,
+            "resolved_at": resolved_at,
+            "failures": failures,
+        },
+    )
+
+
+def delivery_problem(
+    partnership: Partnership,
+    *,
+    incident_id: int,
+    alert_number: int,
+    problems: Sequence[Any],
+    credentials_rejected: bool,
+) -> Message:
+    """For the fallback route (SMTP), to the officer and engineers: SendGrid is not delivering.
+
+    ``problems`` are ``partnerflow.notify.fallback.Undelivered``: kind, subject, state, attempts, reason.
+    """
+    count = len(problems)
+    subject = f"{partnership.short_name}: emails not delivered – {_count(count, 'message')} held or failed"
+    if credentials_rejected:
+        subject = f"{partnership.short_name}: emails not delivered – SendGrid refused the API key"
+    return _build(
+        partnership,
+        kind=DELIVERY_PROBLEM,
+        key=message_key(DELIVERY_PROBLEM, "sendgrid", incident=incident_id, alert=alert_number),
+        feed_id=None,
+        period_id=None,
+        recipients=(partnership.officer.email,),
+        cc=tuple(p.email for p in partnership.engineers),
+        subject=subject,
+        template="delivery_problem",
+        context={"problems": problems, "credentials_rejected": credentials_rejected},
+    )
 
 
 def board_pack(
@@ -248,10 +459,17 @@ def html_to_text(html: str) -> str:
 
 
 def _reminder(
-    partnership: Partnership, feed: Feed, period: Period, *, due: dt.date, kind: str, as_of: dt.date | None
+    partnership: Partnership,
+    feed: Feed,
+    period: Period,
+    *,
+    due: dt.date,
+    kind: str,
+    as_of: dt.date | None,
+    reminded_on: Sequence[dt.date] = (),
 ) -> Message:
     partner = partnership.partner(feed.partner)
-    ladder = partnership.calendar.ladder
+    ladder = schedule(partnership, feed).ladder
     quarter = _quarter(period)
     what = f"{feed.title} for {quarter}"
     if kind == ADVANCE_REMINDER:
@@ -259,8 +477,11 @@ def _reminder(
         recipients, cc = (partner.contact.email,), ()
         subject = f"{partnership.short_name}: {what} due {_short_date(due)}"
     elif kind == DUE_REMINDER:
+        as_of = as_of or due
         recipients, cc = (partner.contact.email,), ()
-        subject = f"{partnership.short_name}: {what} is due today"
+        subject = f"{partnership.short_name}: {what} " + (
+            "is due today" if as_of <= due else f"was due {_short_date(due)}"
+        )
     elif kind == OVERDUE_REMINDER:
         as_of = as_of or add_working_days(due, ladder.overdue_working_days)
         recipients, cc = (partner.contact.email,), (partnership.officer.email,)
@@ -288,6 +509,9 @@ def _reminder(
             "due": due,
             "working_days_to_due": working_days_between(as_of, due) if kind == ADVANCE_REMINDER else 0,
             "days_late": working_days_between(due, as_of) if as_of and kind != ADVANCE_REMINDER else 0,
+            "escalation_day": add_working_days(due, ladder.escalation_working_days),
+            "reminded_on": sorted(set(reminded_on)),
+            "next_board": next((m for m in board_meetings(partnership) if m.pack_due >= (as_of or due)), None),
         },
     )
 
@@ -342,6 +566,8 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["long_date"] = _long_date
+    env.filters["short_date"] = _short_date
+    env.filters["time"] = _london_time
     env.filters["count"] = _count
     env.filters["quarter"] = _quarter
     env.filters["thousands"] = lambda n: f"{n:,}"
@@ -417,8 +643,14 @@ def _non_negative_int(value: object) -> int:
 
 
 def _quarter(period: Period) -> str:
-    """``Q2 2026/27``: the period label without the months, for subjects."""
-    return period.label.split(" (")[0]
+    """``Q2 2026/27``, ``October 2026``: the period label without the months, for subjects."""
+    return period.short_label
+
+
+def _london_time(moment: dt.datetime) -> str:
+    """``Wed 21 Oct 09:05`` in London time."""
+    local = moment.astimezone(LONDON)
+    return f"{_short_date(local.date())} {local:%H:%M}"
 
 
 def _long_date(day: dt.date) -> str:
@@ -445,6 +677,12 @@ def _unique(addresses: Iterable[str]) -> list[str]:
         if address and address not in seen:
             seen.append(address)
     return seen
+
+
+def _period_text(period_id: str | None) -> str:
+    """``Q2 2026/27`` for a period id; the id itself if it is not one; empty for none."""
+    period = _period_or_none(period_id)
+    return _quarter(period) if period else (period_id or "")
 
 
 def _period_or_none(period_id: str | None) -> Period | None:

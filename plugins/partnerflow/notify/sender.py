@@ -13,6 +13,10 @@ can run at once without sending a message twice. Outcomes:
 - any other 4xx: ``dead``, with SendGrid's error message as the reason;
 - outside production, a message with any recipient not on ``notifications.allow_list``: ``blocked``.
 
+After each drain, dead-lettered and repeatedly failing messages (and a refused API key) are reported to the
+officer and the engineers by the fallback route, SMTP (``partnerflow.notify.fallback``), when the settings
+carry the partnership.
+
 Pitfalls:
     - The lock is held while SendGrid is called (with a short timeout). If the process dies after SendGrid
       accepted a message but before the commit, the row is still pending and is sent again: delivery is
@@ -95,6 +99,8 @@ class SenderSettings:
     backoff_base_seconds: float = 60.0
     backoff_cap_seconds: float = 3600.0
     max_messages: int = 500
+    partnership: Partnership | None = None
+    """Who to tell by the fallback route when SendGrid fails; None turns the fallback off."""
 
     @classmethod
     def from_env(cls, partnership: Partnership | None = None) -> SenderSettings:
@@ -112,6 +118,7 @@ class SenderSettings:
             host=os.environ.get("PARTNERFLOW_SENDGRID_HOST", DEFAULT_HOST),
             environment=os.environ.get("PARTNERFLOW_ENVIRONMENT", "development"),
             reply_to=partnership.officer.email,
+            partnership=partnership,
         )
 
     @property
@@ -198,13 +205,36 @@ def send_pending(
         counts[outcome.state] += 1
         _log_outcome(row["key"], outcome)
         if outcome.credentials_rejected:
+            _check_delivery(engine, settings, delivered=counts["sent"], credentials_rejected=True, now=now)
             raise SendgridCredentialsRejected(
                 f"SendGrid refused the API key ({outcome.reason}); nothing more was sent. "
                 "Check PARTNERFLOW_SENDGRID_API_KEY and that it has the mail.send permission."
             )
         if outcome.stop_draining:
             break
+    _check_delivery(engine, settings, delivered=counts["sent"], credentials_rejected=False, now=now)
     return SendSummary(sent=counts["sent"], retried=counts["pending"], dead=counts["dead"], blocked=counts["blocked"])
+
+
+def _check_delivery(
+    engine: Engine, settings: SenderSettings, *, delivered: int, credentials_rejected: bool, now: dt.datetime | None
+) -> None:
+    """Tell the officer and the engineers by the fallback route if SendGrid is failing; never fails the drain."""
+    if settings.partnership is None:
+        return
+    from partnerflow.notify import fallback
+
+    try:
+        fallback.check_delivery(
+            engine,
+            settings.partnership,
+            production=settings.production,
+            delivered=delivered,
+            credentials_rejected=credentials_rejected,
+            now=now or dt.datetime.now(dt.UTC),
+        )
+    except Exception:
+        log.exception("the fallback route could not report the delivery problem; the next drain tries again")
 
 
 def build_mail(message: Message, settings: SenderSettings, to: tuple[str, ...], cc: tuple[str, ...]) -> Mail:

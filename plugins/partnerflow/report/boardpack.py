@@ -1,164 +1,325 @@
-"""The Board's MI pack: a self-contained HTML report per period, its email summary, and its distribution.
+"""The Board's MI pack for a period: what it shows, and the files it is made of.
 
-The pack shows every configured KPI after disclosure control (RAG tiles, a table per theme with an inline
-SVG trend), names every partner whose data is missing, late or rejected, and explains method and
-suppression. The same data always renders the same bytes (no build timestamp inside), so a rebuild only
-makes a new version in ``ops.board_packs`` when something changed.
+``read_content`` takes one consistent snapshot of every KPI (after disclosure control) and where every
+partner's return stands. ``render`` turns that content and an ``Edition`` (which version it is, what it
+replaces) into the pack's files: the PDF (``partnerflow.report.pdf``), an accessible HTML copy of the same
+content, the phone-friendly HTML summary used as the email body, and a CSV of the figures.
 
-Pitfalls:
-    ``distribute`` sends one Board email per period (the outbox key is the period). Rebuilding later
-    records a new version and rewrites the file, but does not send again; re-issuing a corrected pack
-    is a deliberate, separate step (not built yet).
+The pack's ``fingerprint`` is a hash of the figures and statuses it shows, not of its bytes: the same data
+is the same pack, whatever day it is rendered. Drafts, approval and distribution are in
+``partnerflow.report.distribution``.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
+import io
+import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import sqlalchemy as sa
 from markupsafe import Markup, escape
 from sqlalchemy.engine import Connection, Engine
 
-from partnerflow import paths
-from partnerflow.calendar import Period
+from partnerflow import clock
+from partnerflow.calendar import Period, board_meetings
 from partnerflow.config import Partnership
-from partnerflow.notify import messages, outbox
 from partnerflow.report.disclosure import LIMITS, MARKS, NHS_ROUNDING
-from partnerflow.report.kpis import FeedStatus, KpiRow, TrendPoint, kpi_rows, submission_statuses
+from partnerflow.report.kpis import FeedStatus, KpiRow, TrendPoint, feed_periods, kpi_rows, submission_statuses
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
-PACK_FILENAME = "board-pack.html"
-# Any fixed number: with the period's hash it serialises concurrent distributions of one period.
-BOARD_PACK_LOCK = 7_212_004
+PDF_NAME, HTML_NAME, CSV_NAME = "board-pack.pdf", "board-pack.html", "board-pack-figures.csv"
 RAG_LABELS = {"red": "Red", "amber": "Amber", "green": "Green", "none": "No target"}
+SPREADSHEET_TRIGGERS = ("=", "+", "-", "@")
+MAX_CHANGES_LISTED = 12
+
+
+@dataclass(frozen=True)
+class SentVersion:
+    """A version of the pack the Board has already received."""
+
+    version: int
+    sent_on: dt.date
+
+
+@dataclass(frozen=True, kw_only=True)
+class Edition:
+    """Which version of the period's pack this is, when it was built, and what it replaces."""
+
+    version: int = 1
+    built_on: dt.date
+    supersedes: SentVersion | None = None
+    changes: tuple[str, ...] = ()
+    meeting: dt.date | None = None
+
+    @property
+    def revised(self) -> bool:
+        return self.supersedes is not None
+
+    @property
+    def banner(self) -> str:
+        """``Revised: supersedes version 1 sent on 28 Oct 2026``, or an empty string for a first version."""
+        if self.supersedes is None:
+            return ""
+        return f"Revised: supersedes version {self.supersedes.version} sent on {_day(self.supersedes.sent_on)}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackContent:
+    """Everything a period's pack shows, after disclosure control, as of one day."""
+
+    partnership: Partnership
+    period: Period
+    as_of: dt.date
+    rows: tuple[KpiRow, ...]
+    statuses: tuple[FeedStatus, ...]
+
+    @property
+    def attention(self) -> tuple[FeedStatus, ...]:
+        """Returns that are missing, late or were rejected for the period: every one is named in the pack."""
+        return tuple(s for s in self.statuses if s.needs_attention)
+
+    @property
+    def themes(self) -> dict[str, list[KpiRow]]:
+        themes: dict[str, list[KpiRow]] = {}
+        for row in self.rows:
+            themes.setdefault(row.theme, []).append(row)
+        return themes
+
+    @property
+    def rag_counts(self) -> dict[str, int]:
+        return {rag: sum(1 for r in self.rows if r.rag == rag) for rag in RAG_LABELS}
+
+    @property
+    def red(self) -> tuple[KpiRow, ...]:
+        return tuple(r for r in self.rows if r.rag == "red")
+
+    @property
+    def data_as_at(self) -> dt.date | None:
+        published = [s.published_on for s in self.statuses if s.published_on is not None]
+        return max(published) if published else None
+
+    @property
+    def suppression_rules(self) -> list[str]:
+        return sorted({row.kpi.disclosure for row in self.rows} - {"none"})
+
+    @cached_property
+    def figures(self) -> dict[str, Any]:
+        """What the pack shows, as JSON: disclosure-controlled figures and return statuses only."""
+        return {
+            "period": self.period.id,
+            "as_of": self.as_of.isoformat(),
+            "kpis": [row.as_json() for row in self.rows],
+            "returns": [_status_json(s) for s in self.statuses],
+        }
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A hash of the data shown (not of wording, layout or the day it was read)."""
+        data = {
+            "kpis": [
+                {k: v for k, v in kpi.items() if k not in ("title", "method", "theme")} for kpi in self.figures["kpis"]
+            ],
+            "returns": self.figures["returns"],
+        }
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, kw_only=True)
 class BoardPack:
-    """One period's Board pack: the full HTML report, the email summary, and what they were built from."""
+    """One rendered version of a period's pack."""
 
-    partnership: Partnership
-    period: Period
-    rows: tuple[KpiRow, ...]
-    statuses: tuple[FeedStatus, ...]
+    content: PackContent
+    edition: Edition
+    pdf: bytes
     html: str
     summary_html: str
-
-    @cached_property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.html.encode("utf-8")).hexdigest()
+    csv: bytes
+    pages: int = field(default=0)
 
     @property
-    def attention(self) -> tuple[FeedStatus, ...]:
-        """Feeds whose data is missing, late or was rejected for the period."""
-        return tuple(s for s in self.statuses if s.needs_attention)
+    def period(self) -> Period:
+        return self.content.period
 
-    def relative_path(self) -> Path:
-        return Path("boardpack", self.period.id, PACK_FILENAME)
+    @cached_property
+    def pdf_sha256(self) -> str:
+        return hashlib.sha256(self.pdf).hexdigest()
+
+    def file_stem(self) -> str:
+        return f"board-pack-{self.period.id}-v{self.edition.version}"
+
+    def folder(self, var_dir: Path) -> Path:
+        """``<var>/boardpack/<period>/v<N>``: where this version is archived."""
+        return var_dir / "boardpack" / self.period.id / f"v{self.edition.version}"
 
     def write(self, var_dir: Path) -> Path:
-        """Save the pack as ``<var_dir>/boardpack/<period>/board-pack.html`` (replaced atomically)."""
-        path = var_dir / self.relative_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{PACK_FILENAME}.{os.getpid()}.part")
-        partial.write_text(self.html, encoding="utf-8")
-        os.replace(partial, path)
-        return path
+        """Save the PDF, HTML copy and CSV under ``folder`` (and as the period's latest pack one level up).
+
+        Returns the archived PDF's path.
+        """
+        folder = self.folder(var_dir)
+        archive_files(folder, {PDF_NAME: self.pdf, HTML_NAME: self.html.encode("utf-8"), CSV_NAME: self.csv})
+        return folder / PDF_NAME
 
 
-@dataclass(frozen=True)
-class Distribution:
-    """What ``distribute`` did: where the pack is, its version, and whether the email was newly queued."""
+def archive_files(folder: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` into a version's ``folder`` and, as the period's latest pack, into its parent.
 
-    path: Path
-    version: int
-    sha256: str
-    enqueued: bool
+    Each file is replaced atomically, so a reader never sees half a PDF.
+    """
+    for directory in (folder, folder.parent):
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            _write_atomically(directory / name, data)
 
 
-def build_board_pack(
+def read_content(
     engine: Engine, partnership: Partnership, period: Period | str, *, as_of: dt.date | None = None
-) -> BoardPack:
-    """Read the KPIs and submission states for ``period`` in one snapshot and render the pack."""
+) -> PackContent:
+    """Read the KPIs and return statuses for ``period`` in one snapshot."""
     period = period if isinstance(period, Period) else Period.from_id(period)
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():
-        return render_board_pack(conn, partnership, period, as_of=as_of)
+        return content_on(conn, partnership, period, as_of=as_of)
 
 
-def render_board_pack(
+def content_on(
     conn: Connection, partnership: Partnership, period: Period, *, as_of: dt.date | None = None
-) -> BoardPack:
-    """``build_board_pack`` on an open connection."""
-    rows = tuple(kpi_rows(conn, partnership, period, as_of=as_of))
-    statuses = tuple(submission_statuses(conn, partnership, period, as_of=as_of))
-    context = _context(partnership, period, rows, statuses)
-    env = _environment()
-    return BoardPack(
+) -> PackContent:
+    """``read_content`` on an open connection."""
+    as_of = as_of or clock.today()
+    return PackContent(
         partnership=partnership,
         period=period,
-        rows=rows,
-        statuses=statuses,
-        html=env.get_template("board_pack.html").render(context),
-        summary_html=env.get_template("summary.html").render(context),
+        as_of=as_of,
+        rows=tuple(kpi_rows(conn, partnership, period, as_of=as_of)),
+        statuses=tuple(submission_statuses(conn, partnership, period, as_of=as_of)),
     )
 
 
-def distribute(
+def render(content: PackContent, edition: Edition) -> BoardPack:
+    """The pack's files for ``content`` as ``edition``."""
+    from partnerflow.report import pdf
+
+    context = template_context(content, edition)
+    env = _environment()
+    document, pages = pdf.render_pdf(content, edition)
+    return BoardPack(
+        content=content,
+        edition=edition,
+        pdf=document,
+        html=env.get_template("board_pack.html").render(context),
+        summary_html=env.get_template("summary.html").render(context),
+        csv=figures_csv(content),
+        pages=pages,
+    )
+
+
+def build_board_pack(
     engine: Engine,
     partnership: Partnership,
     period: Period | str,
     *,
-    var_dir: Path | None = None,
     as_of: dt.date | None = None,
-) -> Distribution:
-    """Build and save the pack, record its version, and queue the one Board email for the period."""
-    pack = build_board_pack(engine, partnership, period, as_of=as_of)
-    root = var_dir or paths.var_dir()
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(:lock, hashtext(:period))"),
-            {"lock": BOARD_PACK_LOCK, "period": pack.period.id},
-        )
-        path = pack.write(root)
-        version = record_pack(conn, pack)
-        message = messages.board_pack(
-            partnership,
-            pack.period,
-            html_summary=pack.summary_html,
-            attachments=[
-                outbox.Attachment(f"board-pack-{pack.period.id}.html", pack.html.encode("utf-8"), "text/html")
-            ],
-        )
-        enqueued = outbox.enqueue(conn, message)
-        if enqueued:
-            conn.execute(
-                sa.text("UPDATE ops.board_packs SET distributed_at = now() WHERE period_id = :p AND version = :v"),
-                {"p": pack.period.id, "v": version},
+    edition: Edition | None = None,
+) -> BoardPack:
+    """Read and render a period's pack (as a first version built today unless ``edition`` says otherwise)."""
+    content = read_content(engine, partnership, period, as_of=as_of)
+    return render(content, edition or Edition(built_on=content.as_of, meeting=next_meeting(partnership, content)))
+
+
+def next_meeting(partnership: Partnership, content: PackContent) -> dt.date | None:
+    """The first Board meeting whose pack is due once the period's returns are due."""
+    latest_due = max((s.due_date for s in content.statuses), default=content.period.end)
+    return next((m.meeting for m in board_meetings(partnership) if m.pack_due >= latest_due), None)
+
+
+def changes_between(before: dict[str, Any], after: dict[str, Any]) -> tuple[str, ...]:
+    """What a revised pack shows differently from the version sent, in plain lines (figures as shown)."""
+    lines: list[str] = []
+    old_kpis = {k["id"]: k for k in before.get("kpis", [])}
+    for kpi in after.get("kpis", []):
+        old = old_kpis.get(kpi["id"])
+        if old is None:
+            lines.append(f"{kpi['title']}: new measure, {kpi['display']}.")
+        elif old["display"] != kpi["display"] or old.get("breakdown") != kpi.get("breakdown"):
+            lines.append(f"{kpi['title']}: now {kpi['display']} (was {old['display']}).")
+    old_returns = {(r["feed_id"], r["period"]): r for r in before.get("returns", [])}
+    for status in after.get("returns", []):
+        old = old_returns.get((status["feed_id"], status["period"]))
+        if old is not None and old["summary"] != status["summary"]:
+            lines.append(f"{status['partner']}, {status['feed']}: {status['summary']} (was: {old['summary']})")
+    if len(lines) > MAX_CHANGES_LISTED:
+        more = len(lines) - MAX_CHANGES_LISTED + 1
+        lines = [*lines[: MAX_CHANGES_LISTED - 1], f"And {more} more changes: see the pack."]
+    return tuple(lines)
+
+
+def figures_csv(content: PackContent) -> bytes:
+    """The pack's figures as CSV (one row per measure, period and category), safe to open in a spreadsheet."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(["measure_id", "measure", "theme", "period", "category", "value", "target", "rag", "note"])
+    for row in content.rows:
+        for point in row.trend:
+            current = point.period == content.period
+            writer.writerow(
+                spreadsheet_safe(cell)
+                for cell in (
+                    row.id,
+                    row.title,
+                    row.theme,
+                    point.period.id,
+                    "",
+                    point.cell.text if point.cell else ("" if not current else row.display),
+                    row.target_text if current else "",
+                    row.rag_label if current else "",
+                    row.note if current else "",
+                )
             )
-    return Distribution(path=path, version=version, sha256=pack.sha256, enqueued=enqueued)
+        if row.breakdown is not None:
+            for i, category in enumerate(row.breakdown.categories):
+                for j, period in enumerate(row.breakdown.periods):
+                    cell = row.breakdown.table.cells[i][j]
+                    writer.writerow(
+                        spreadsheet_safe(v)
+                        for v in (row.id, row.title, row.theme, period.id, category, cell.text, "", "", "")
+                    )
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")  # the BOM makes Excel read UTF-8
 
 
-def record_pack(conn: Connection, pack: BoardPack) -> int:
-    """The pack's version in ``ops.board_packs``: the latest if its content is unchanged, else a new one."""
-    latest = conn.execute(
-        sa.text("SELECT version, sha256 FROM ops.board_packs WHERE period_id = :p ORDER BY version DESC LIMIT 1"),
-        {"p": pack.period.id},
-    ).first()
-    if latest is not None and latest.sha256 == pack.sha256:
-        return int(latest.version)
-    version = 1 if latest is None else int(latest.version) + 1
-    conn.execute(
-        sa.text("INSERT INTO ops.board_packs (period_id, version, sha256, path) VALUES (:p, :v, :sha, :path)"),
-        {"p": pack.period.id, "v": version, "sha": pack.sha256, "path": pack.relative_path().as_posix()},
-    )
-    return version
+def spreadsheet_safe(cell: object) -> str:
+    """A cell a spreadsheet will show as text: one starting = + - @ is prefixed with ' so it is no formula."""
+    text = "" if cell is None else str(cell)
+    return "'" + text if text.startswith(SPREADSHEET_TRIGGERS) else text
+
+
+def template_context(content: PackContent, edition: Edition) -> dict[str, Any]:
+    """What the HTML templates (the pack copy and the email summary) are rendered with."""
+    return {
+        "partnership": content.partnership,
+        "period": content.period,
+        "content": content,
+        "edition": edition,
+        "rows": content.rows,
+        "themes": content.themes,
+        "statuses": content.statuses,
+        "attention": content.attention,
+        "rag_counts": content.rag_counts,
+        "data_as_at": content.data_as_at,
+        "suppression_rules": content.suppression_rules,
+        "marks": MARKS,
+        "limits": LIMITS,
+        "nhs_rounding": NHS_ROUNDING,
+        "rag_labels": RAG_LABELS,
+    }
 
 
 def sparkline(
@@ -179,7 +340,7 @@ def sparkline(
     def y(value: float) -> float:
         return round(height - pad - (value - low) / span * (height - 2 * pad), 1)
 
-    label = "Trend: " + ", ".join(f"{p.period.id} {p.cell.text if p.cell else 'missing'}" for p in points)
+    label = "Trend: " + ", ".join(f"{p.period.id} {p.text}" for p in points)
     parts = [
         f'<svg class="spark" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
         f"<title>{escape(label)}</title>",
@@ -207,29 +368,60 @@ def sparkline(
     return Markup("".join(parts))  # noqa: S704 - numbers and an escaped label only
 
 
-def _context(
-    partnership: Partnership, period: Period, rows: tuple[KpiRow, ...], statuses: tuple[FeedStatus, ...]
-) -> dict[str, object]:
-    themes: dict[str, list[KpiRow]] = {}
-    for row in rows:
-        themes.setdefault(row.theme, []).append(row)
-    published = [s.published_on for s in statuses if s.published_on is not None]
-    rules = sorted({row.kpi.disclosure for row in rows} - {"none"})
+def inputs_digest(conn: Connection, partnership: Partnership, period: Period) -> str:
+    """A digest of where the period's returns stand in the ledger (state and published file of each).
+
+    It changes whenever a return for the period is received, rejected or published, which is when a draft
+    waiting to go to the Board may no longer show the latest data.
+    """
+    wanted = sorted({(f.id, p.id) for f in partnership.feeds for p in feed_periods(partnership, f, period)})
+    rows = conn.execute(
+        sa.text(
+            "SELECT feed_id, period_id, state, published_file_id FROM ops.submissions"
+            " WHERE period_id = ANY(:periods) ORDER BY feed_id, period_id"
+        ),
+        {"periods": sorted({p for _, p in wanted})},
+    ).all()
+    state = [[r.feed_id, r.period_id, r.state, r.published_file_id] for r in rows if (r.feed_id, r.period_id) in wanted]
+    return hashlib.sha256(json.dumps(state).encode("utf-8")).hexdigest()
+
+
+def _status_json(status: FeedStatus) -> dict[str, Any]:
     return {
-        "partnership": partnership,
-        "period": period,
-        "rows": rows,
-        "themes": themes,
-        "statuses": statuses,
-        "attention": [s for s in statuses if s.needs_attention],
-        "rag_counts": {rag: sum(1 for r in rows if r.rag == rag) for rag in RAG_LABELS},
-        "data_as_at": max(published) if published else None,
-        "suppression_rules": rules,
-        "marks": MARKS,
-        "limits": LIMITS,
-        "nhs_rounding": NHS_ROUNDING,
-        "rag_labels": RAG_LABELS,
+        "feed_id": status.feed_id,
+        "feed": status.feed_title,
+        "partner_id": status.partner_id,
+        "partner": status.partner_name,
+        "period": status.period.id,
+        "state": status.state,
+        "due": status.due_date.isoformat(),
+        "received_on": status.received_on.isoformat() if status.received_on else None,
+        "published_on": status.published_on.isoformat() if status.published_on else None,
+        "files_rejected": status.files_rejected,
+        "first_time_pass": status.first_time_pass,
+        "on_time": status.on_time,
+        # Arrived returns keep their lateness; a missing one's grows daily, so only its being late counts.
+        "working_days_late": status.working_days_late if status.state in ("published", "received") else None,
+        "summary": status.summary if status.state in ("published", "received") else _missing_summary(status),
     }
+
+
+def _missing_summary(status: FeedStatus) -> str:
+    if status.state == "not_expected":
+        return status.summary
+    if status.state == "rejected":
+        return "Rejected, waiting for a corrected return."
+    return "Not received." if status.due_passed else "Not yet due."
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def _day(day: dt.date | None) -> str:
+    return f"{day.day} {day:%b %Y}" if day else ""
 
 
 @cache
@@ -243,5 +435,6 @@ def _environment() -> jinja2.Environment:
     )
     env.globals["sparkline"] = sparkline
     env.filters["day"] = lambda day: f"{day.day} {day:%B %Y}" if day else ""
-    env.filters["short_day"] = lambda day: f"{day.day} {day:%b %Y}" if day else ""
+    env.filters["long_day"] = lambda day: f"{day:%A} {day.day} {day:%B %Y}" if day else ""
+    env.filters["short_day"] = _day
     return env
