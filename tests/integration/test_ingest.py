@@ -29,6 +29,7 @@ def _upload(stack, demo_config, content: bytes, name: str = "referrals_2026Q3.cs
     drop = stack.drop_dir(demo_config.feed("council_referrals").transport.directory)
     (drop / f"{name}.part").write_bytes(content)
     os.replace(drop / f"{name}.part", drop / name)
+    return drop / name
 
 
 def _ledger(feed_id: str) -> list[tuple[int, str]]:
@@ -74,7 +75,9 @@ def test_same_bytes_again_is_a_duplicate_and_changes_nothing(stack, demo_config)
     _upload(stack, demo_config, content)
     ingest.decide("council_referrals", ingest.fetch("council_referrals", config=demo_config), config=demo_config)
     _upload(stack, demo_config, content, name="referrals_2026Q3 (copy).csv")  # not the feed's pattern: ignored
-    _upload(stack, demo_config, content)  # same name and bytes, new mtime: fetched, found to be a duplicate
+    path = _upload(stack, demo_config, content)  # same name and bytes, sent again later: fetched, a duplicate
+    later = path.stat().st_mtime + 60  # SFTP mtimes have one-second resolution: make "later" unambiguous
+    os.utime(path, (later, later))
     ids = ingest.fetch("council_referrals", config=demo_config)
     assert ids == []
     assert [state for _, state in _ledger("council_referrals")] == ["published", "duplicate"]
