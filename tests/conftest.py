@@ -11,6 +11,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from partnerflow import warehouse
 from partnerflow.config import Partnership, load_config
@@ -81,3 +83,18 @@ def devstack(var, demo_config, warehouse_url, postgres, monkeypatch) -> Iterator
             monkeypatch.setenv(name, value)
     yield dev
     dev.stop_services()
+
+
+@pytest.fixture(scope="module")
+def engine(postgres: EmbeddedPostgres) -> Iterator[Engine]:
+    """A migrated warehouse shared by one test module (cheaper than ``warehouse_url`` per test)."""
+    name = f"m_{uuid.uuid4().hex[:12]}"
+    postgres.create_database(name)
+    eng = sa.create_engine(postgres.url(name))
+    try:
+        warehouse.migrate(eng)
+        yield eng
+    finally:
+        eng.dispose()
+        with psycopg.connect(postgres.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 
-import psycopg
 import pytest
 import sqlalchemy as sa
-from psycopg import sql
 from sqlalchemy.engine import Engine
 
-from partnerflow import clock, warehouse
+from partnerflow import clock
 from partnerflow.calendar import Period, due_date
 from partnerflow.config import FeedCalendar, LadderOverride, Partnership
 from partnerflow.deadlines import run_day, run_ladder
-from partnerflow.devstack.postgres import EmbeddedPostgres
 
 Q3 = Period.from_id("2026Q3")
 # For 2026Q3 (ends Wed 30 Sep 2026) with the demo calendar: due 15 working days later; the ladder at
@@ -29,21 +25,6 @@ ADVANCE, STILL_FAILING, DUE, OVERDUE, ESCALATION = (
     dt.date(2026, 10, 26),
     dt.date(2026, 10, 28),
 )
-
-
-@pytest.fixture(scope="module")
-def engine(postgres: EmbeddedPostgres) -> Iterator[Engine]:
-    """A migrated warehouse of this module's own on the embedded server."""
-    name = f"t_ladder_{uuid.uuid4().hex[:12]}"
-    postgres.create_database(name)
-    eng = sa.create_engine(postgres.url(name))
-    try:
-        warehouse.migrate(eng)
-        yield eng
-    finally:
-        eng.dispose()
-        with psycopg.connect(postgres.dsn("postgres"), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -13,16 +12,12 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import sqlalchemy as sa
-from psycopg import sql
 from sqlalchemy.engine import Engine
 
-from partnerflow import warehouse
 from partnerflow.calendar import Period
 from partnerflow.config import Partnership, Person, load_config
-from partnerflow.devstack.postgres import EmbeddedPostgres
 from partnerflow.devstack.sendgrid_sink import MailFault, SendgridSink
 from partnerflow.devstack.smtp_sink import SmtpSink
 from partnerflow.notify import messages
@@ -31,21 +26,6 @@ from partnerflow.notify.sender import SenderSettings, SendgridCredentialsRejecte
 
 API_KEY = "SG.test-key.partnerflow"
 PERIOD = Period.from_id("2026Q3")
-
-
-@pytest.fixture(scope="module")
-def engine(postgres: EmbeddedPostgres) -> Iterator[Engine]:
-    """A migrated warehouse of this module's own on the embedded server."""
-    name = f"t_notify_{uuid.uuid4().hex[:12]}"
-    postgres.create_database(name)
-    eng = sa.create_engine(postgres.url(name))
-    try:
-        warehouse.migrate(eng)
-        yield eng
-    finally:
-        eng.dispose()
-        with psycopg.connect(postgres.dsn("postgres"), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(autouse=True)
