@@ -243,13 +243,20 @@ def _run_intake_process(env: dict[str, str]) -> dict[str, Any]:
 
 
 def _intake_environment(work: Path, warehouse_url: str, sftp: Any, keys: Any, connection: str) -> dict[str, str]:
+    from partnerflow.devstack.sftp_server import CLIENT_DISABLED_ALGORITHMS
+
     sftp_connection = {
         "conn_type": "sftp",
         "host": sftp.host,
         "port": sftp.port,
         "login": "partner",
         # Loopback: SSH compression would only spend CPU (on by default in the hook; off per connection).
-        "extra": {"key_file": str(keys.client_key), "host_key": keys.host_key_line, "compress": "false"},
+        "extra": {
+            "key_file": str(keys.client_key),
+            "host_key": keys.host_key_line,
+            "compress": "false",
+            "disabled_algorithms": CLIENT_DISABLED_ALGORITHMS,
+        },
     }
     return {
         **os.environ,

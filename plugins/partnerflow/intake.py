@@ -51,7 +51,7 @@ SQL_TYPES = {
     "text": "text",
     "code": "text",
     "date": "date",
-    "integer": "bigint",
+    "integer": "integer",  # as in the core tables: a staged table becomes a partition of one
     "decimal": "numeric",
     "boolean": "boolean",
 }

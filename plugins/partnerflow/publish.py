@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from partnerflow import clock, ledger
+from partnerflow import clock, ledger, partitions
 from partnerflow.calendar import Period, due_date
 from partnerflow.config import Dataset, Feed, Partnership
 from partnerflow.intake import staging_table
@@ -181,11 +181,10 @@ def _publish_in(
     if received.state != ledger.RECEIVED:
         return Outcome(file_id, feed.id, received.period_id, received.state)
     staging = staging_table(dataset, file_id)
-    if received.declared_rows is not None:
-        staged = conn.execute(sa.text(f"SELECT count(*) FROM {staging}")).scalar_one()
-        if staged != received.declared_rows:
-            failed = _with_failure(report, (MANIFEST_ROWS_RULE, MANIFEST_ROWS_MESSAGE))
-            return quarantine_in(conn, partnership, file_id=file_id, feed=feed, dataset=dataset, report=failed)
+    rows = conn.execute(sa.text(f"SELECT count(*) FROM {staging}")).scalar_one()
+    if received.declared_rows is not None and rows != received.declared_rows:
+        failed = _with_failure(report, (MANIFEST_ROWS_RULE, MANIFEST_ROWS_MESSAGE))
+        return quarantine_in(conn, partnership, file_id=file_id, feed=feed, dataset=dataset, report=failed)
     current = conn.execute(
         sa.text("SELECT published_file_id FROM ops.submissions WHERE feed_id = :f AND period_id = :p"),
         {"f": feed.id, "p": received.period_id},
@@ -195,21 +194,17 @@ def _publish_in(
         ledger.set_state(conn, file_id, ledger.SUPERSEDED, f"file {current} arrived later and is published")
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {staging}"))
         return Outcome(file_id, feed.id, received.period_id, ledger.SUPERSEDED)
-    columns = ", ".join(c.name for c in dataset.loaded_columns)
-    conn.execute(
-        sa.text(f"DELETE FROM {dataset.table} WHERE feed_id = :f AND period_id = :p"),
-        {"f": feed.id, "p": received.period_id},
+    partitions.swap_in(
+        conn,
+        dataset,
+        staging=staging,
+        file_id=file_id,
+        feed_id=feed.id,
+        period_id=received.period_id,
+        sha256=received.sha256,
+        loaded_at=clock.now().isoformat(),
+        replacing=current,
     )
-    # In key order the primary key index is appended to rather than updated at random pages: on a million
-    # pseudonymised keys that made the insert about 40% faster, sort included.
-    rows = conn.execute(
-        sa.text(
-            f"INSERT INTO {dataset.table} (feed_id, period_id, file_id, file_sha256, row_number, loaded_at,"
-            f" {columns}) SELECT :f, :p, :i, :h, row_number, :at, {columns} FROM {staging}"
-            f" ORDER BY {', '.join(dataset.key)}"
-        ),
-        {"f": feed.id, "p": received.period_id, "i": file_id, "h": received.sha256, "at": clock.now()},
-    ).rowcount
     if current is not None:
         ledger.set_state(conn, current, ledger.SUPERSEDED, f"replaced by file {file_id}")
     ledger.set_state(conn, file_id, ledger.PUBLISHED, f"{rows} rows published", row_count=rows)
@@ -248,7 +243,6 @@ def _publish_in(
             warnings=warnings,
         ),
     )
-    conn.execute(sa.text(f"DROP TABLE IF EXISTS {staging}"))
     return Outcome(file_id, feed.id, received.period_id, ledger.PUBLISHED, rows)
 
 

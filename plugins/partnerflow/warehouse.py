@@ -75,5 +75,7 @@ def migrate(eng: Engine | None = None) -> list[str]:
 
 
 def _run_script(conn: Connection, path: Path) -> None:
-    # exec_driver_sql sends the whole file at once, so multi-statement scripts and $$ bodies work.
-    conn.exec_driver_sql(path.read_text(encoding="utf-8"))
+    # The whole file at once, without parameters, so multi-statement scripts, $$ bodies and format('%I')
+    # reach PostgreSQL as written.
+    with conn.connection.driver_connection.cursor() as cursor:
+        cursor.execute(path.read_text(encoding="utf-8"))

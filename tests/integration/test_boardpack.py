@@ -17,7 +17,7 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import Connection, Engine
 
-from partnerflow import clock
+from partnerflow import clock, partitions
 from partnerflow.calendar import Period, add_working_days, due_date
 from partnerflow.config import Partnership, config_path
 from partnerflow.report import approval, distribution
@@ -102,6 +102,7 @@ def _submission(
 
 def _referrals(conn: Connection, feed_period: str, rows: list[dict]) -> int:
     file_id, sha = _file(conn, "council_referrals", feed_period)
+    partitions.create(conn, "core.referrals", file_id)
     for number, row in enumerate(rows, start=1):
         conn.execute(
             sa.text(
@@ -117,6 +118,7 @@ def _referrals(conn: Connection, feed_period: str, rows: list[dict]) -> int:
 
 def police_return(conn: Connection, period: str, values: dict[tuple[str, str], int]) -> int:
     file_id, sha = _file(conn, "police_ppn", period)
+    partitions.create(conn, "core.police_ppn", file_id)
     for number, ((measure, grade), value) in enumerate(values.items(), start=1):
         conn.execute(
             sa.text(

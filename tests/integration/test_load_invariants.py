@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +20,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from partnerflow import ingest, publish, warehouse
+from partnerflow import ingest, partitions, warehouse
 from partnerflow.calendar import Period
 from partnerflow.generator import referrals_csv
 from tests.integration.transport_stack import (
@@ -124,7 +127,7 @@ def test_readers_never_see_part_of_a_replacement(stack, demo_config):
     done = threading.Event()
 
     def read() -> None:
-        with psycopg.connect(_dsn()) as conn:
+        with psycopg.connect(_dsn(), autocommit=True) as conn:  # a statement at a time, as dashboards read
             while not done.is_set():
                 seen.add(conn.execute("SELECT count(*) FROM core.referrals").fetchone()[0])
 
@@ -139,20 +142,42 @@ def test_readers_never_see_part_of_a_replacement(stack, demo_config):
     assert _published() == (3000, {second})
 
 
+def test_a_reader_holding_a_transaction_open_delays_publish_then_it_fails_clearly_and_a_retry_publishes(
+    stack, demo_config, monkeypatch
+):
+    first = _receive(stack, demo_config, seed=38, n=500)
+    ingest.decide(SFTP_FEED, [first], config=demo_config)
+    second = _receive(stack, demo_config, seed=39, n=700)
+    monkeypatch.setattr(partitions, "LOCK_TIMEOUT", "1s")
+    with psycopg.connect(_dsn()) as reader:  # a transaction left open, as a careless client does
+        assert reader.execute("SELECT count(*) FROM core.referrals").fetchone() == (500,)
+        with pytest.raises(partitions.TableBusy, match="core.referrals was being read"):
+            ingest.decide(SFTP_FEED, [second], config=demo_config)
+        assert reader.execute("SELECT count(*) FROM core.referrals").fetchone() == (500,)
+    assert ledger_rows(SFTP_FEED)[-2:] == [(first, "published"), (second, "received")]
+    assert _published() == (500, {first})
+
+    assert [o["state"] for o in ingest.decide(SFTP_FEED, [second], config=demo_config)] == ["published"]
+    assert _published() == (700, {second})
+    assert scalar(f"SELECT to_regclass('{partitions.partition_name('core.referrals', first)}') IS NULL")
+
+
 def test_postgres_connection_killed_mid_copy_leaves_nothing_and_a_rerun_publishes(stack, demo_config, monkeypatch):
     file_id = _receive(stack, demo_config, seed=36, n=3000)
     copying, killed = threading.Event(), threading.Event()
-    original_write_row = psycopg.Copy.write_row
-    written = {"rows": 0}
+    originals = {name: getattr(psycopg.Copy, name) for name in ("write", "write_row")}
 
-    def write_row(self, row):
-        written["rows"] += 1
-        if written["rows"] == 1000:
-            copying.set()
-            assert killed.wait(DEADLINE_SECONDS)
-        return original_write_row(self, row)
+    def holding(original):
+        def write(self, data):  # the COPY has started: hold its first data until the connection is killed
+            if not copying.is_set():
+                copying.set()
+                assert killed.wait(DEADLINE_SECONDS)
+            return original(self, data)
 
-    monkeypatch.setattr(psycopg.Copy, "write_row", write_row)
+        return write
+
+    for name, original in originals.items():
+        monkeypatch.setattr(psycopg.Copy, name, holding(original))
     results: list[Any] = []
     run = threading.Thread(target=lambda: results.append(_try(ingest.decide, SFTP_FEED, [file_id], config=demo_config)))
     run.start()
@@ -171,26 +196,40 @@ def test_postgres_connection_killed_mid_copy_leaves_nothing_and_a_rerun_publishe
     assert scalar("SELECT count(*) FROM core.referrals") == 0
     assert staging_tables() == 0
 
-    monkeypatch.setattr(psycopg.Copy, "write_row", original_write_row)
+    for name, original in originals.items():
+        monkeypatch.setattr(psycopg.Copy, name, original)
     assert [o["state"] for o in ingest.decide(SFTP_FEED, [file_id], config=demo_config)] == ["published"]
     assert _published() == (3000, {file_id})
 
 
-class _Killed(BaseException):
-    """Stands in for the task process dying (SIGKILL, OOM) right after the publish committed."""
+# A decide run that reports the moment its publish has committed, then waits to be killed.
+_DECIDE_THEN_WAIT = """
+import sys
+from partnerflow import ingest, publish
+
+def committed(outcome, feed):
+    print("committed", flush=True)
+    sys.stdin.read()  # until the test kills this process
+
+publish._after_commit = committed
+ingest.decide(sys.argv[1], [int(sys.argv[2])])
+"""
 
 
-def test_task_killed_after_commit_before_reporting_converges_on_rerun(stack, demo_config, monkeypatch):
+def test_task_killed_by_a_signal_after_commit_before_reporting_converges_on_rerun(stack, demo_config):
     file_id = _receive(stack, demo_config, seed=37, n=250)
-
-    def die(outcome, feed):
-        raise _Killed
-
-    after_commit = publish._after_commit
-    monkeypatch.setattr(publish, "_after_commit", die)
-    with pytest.raises(_Killed):
-        ingest.decide(SFTP_FEED, [file_id], config=demo_config)
-    monkeypatch.setattr(publish, "_after_commit", after_commit)
+    task = subprocess.Popen(
+        [sys.executable, "-c", _DECIDE_THEN_WAIT, SFTP_FEED, str(file_id)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert task.stdout.readline() == "committed\n"
+    finally:
+        task.send_signal(signal.SIGKILL)  # as the OOM killer or a lost worker would
+        task.wait(DEADLINE_SECONDS)
+    assert task.returncode == -signal.SIGKILL
 
     # Airflow retries the task with the same input; the ledger already says published.
     assert [o["state"] for o in ingest.decide(SFTP_FEED, [file_id], config=demo_config)] == ["published"]

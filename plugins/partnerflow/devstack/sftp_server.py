@@ -29,6 +29,11 @@ from types import TracebackType
 import asyncssh
 
 HOST = "127.0.0.1"
+# The dev connections' `disabled_algorithms` extra: no CBC or 3DES, and no CTR, so paramiko picks AES-GCM,
+# which needs no separate MAC pass over every byte (a large download takes about a fifth less CPU).
+CLIENT_DISABLED_ALGORITHMS = {
+    "ciphers": ["aes128-cbc", "aes192-cbc", "aes256-cbc", "3des-cbc", "aes128-ctr", "aes192-ctr", "aes256-ctr"]
+}
 START_TIMEOUT_SECONDS = 30
 STOP_TIMEOUT_SECONDS = 30
 

@@ -16,7 +16,7 @@ from partnerflow.config import HttpTransport, Partnership, SftpTransport
 from partnerflow.devstack.partner_api import PartnerApi
 from partnerflow.devstack.postgres import EmbeddedPostgres
 from partnerflow.devstack.sendgrid_sink import SendgridSink
-from partnerflow.devstack.sftp_server import SftpServer, ensure_keys
+from partnerflow.devstack.sftp_server import CLIENT_DISABLED_ALGORITHMS, SftpServer, ensure_keys
 from partnerflow.devstack.smtp_sink import SmtpSink
 
 WAREHOUSE_DB = "warehouse"
@@ -106,7 +106,11 @@ class DevStack:
                     "host": self.sftp.host,
                     "port": self.sftp.port,
                     "login": SFTP_USER,
-                    "extra": {"key_file": str(self.keys.client_key), "host_key": self.keys.host_key_line},
+                    "extra": {
+                        "key_file": str(self.keys.client_key),
+                        "host_key": self.keys.host_key_line,
+                        "disabled_algorithms": CLIENT_DISABLED_ALGORITHMS,
+                    },
                 }
             else:
                 assert isinstance(transport, HttpTransport)
