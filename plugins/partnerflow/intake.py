@@ -5,10 +5,10 @@ exactly: "NA" and "Null" are text, identifiers keep their leading zeros. A probl
 row number (1 = the first data row, counted the way a spreadsheet shows them) and column with a rule code;
 values are never repeated in any message.
 
-CSV is read a physical line at a time and each line is decoded strictly on its own, so a byte in the wrong
-encoding is pinned to its row and memory stays flat however large the file. XLSX is read with openpyxl's
-streaming reader (only the workbook's table of distinct strings is held in memory). JSON (an API feed's
-landed pages) is read whole: those returns are small aggregates.
+CSV is read a block of whole lines at a time, each block decoded strictly; a block that fails is decoded again
+a physical line at a time, so a byte in the wrong encoding is pinned to its row. Memory stays flat however
+large the file. XLSX is read with openpyxl's streaming reader (only the workbook's table of distinct strings
+is held in memory). JSON (an API feed's landed pages) is read whole: those returns are small aggregates.
 
 Pitfalls:
     A spreadsheet quietly rewrites what partners type: ids become ``1.23E+05`` or lose their leading
@@ -23,18 +23,21 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import decimal
+import io
+import itertools
 import json
 import logging
 import math
 import re
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import call, itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import sqlalchemy as sa
+from psycopg import DataError
 from sqlalchemy.engine import Engine
 
 from partnerflow.config import Column, Dataset, Feed
@@ -44,6 +47,9 @@ log = logging.getLogger(__name__)
 
 MAX_ROW_NUMBERS = 1000
 MAX_LINE_BYTES = 1 << 20  # one physical CSV line; a longer one is an unclosed quote or not a CSV at all
+READ_BLOCK_BYTES = 1 << 16  # CSV is read and decoded this much at a time
+REMEMBERED_TEXTS = 1 << 16  # distinct raw texts a column's converter remembers before starting afresh
+COPY_BLOCK_ROWS = 10_000  # rows sent to COPY at a time
 MAX_XLSX_EXPANDED_BYTES = 2 << 30  # all parts of a workbook, uncompressed
 MAX_XLSX_RATIO = 200  # uncompressed / compressed size of any one part of a workbook
 INT_RANGE = (-(2**31), 2**31 - 1)  # core tables hold counts as integer
@@ -60,6 +66,9 @@ FALSE_WORDS = {"n", "no", "false", "0"}
 MISSING_WORDS = {"NA", "N/A", "NULL", "NONE", "NIL", "#N/A", "-"}
 UTF8_BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+COPY_ESCAPES = str.maketrans(
+    {"\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r"}
+)  # COPY's text format, escaped as psycopg's write_row escapes it
 
 INTEGER = re.compile(r"^[+-]?[0-9]+$")
 DECIMAL = re.compile(r"^[+-]?[0-9]+(\.[0-9]+)?$")
@@ -205,11 +214,16 @@ def stage(
         cursor = conn.connection.driver_connection.cursor()
         names = ", ".join(["row_number", *(c.name for c in columns)])
         rows = 0
+        join = "\t".join
         with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-            for row_number, values in minimised_rows(path, feed=feed, dataset=dataset, key=key, problems=problems):
+            block: list[str] = []
+            for row_number, fields in _converted_rows(path, feed, dataset, key, problems, output=_copy_text):
                 rows += 1
-                if not problems:
-                    copy.write_row([row_number, *values])
+                if not problems.counts:  # rows after the first problem are only read, for the report
+                    block.append(f"{row_number}\t{join(fields)}\n" if fields else f"{row_number}\n")
+                    if len(block) == COPY_BLOCK_ROWS:
+                        _write_copy(copy, block)
+            _write_copy(copy, block)
         if rows == 0 and not problems:
             problems.add("FILE-003", "", 0)
         if problems:
@@ -232,27 +246,122 @@ def minimised_rows(
 
     Nothing but minimised values leaves: dropped columns are never read past the header.
     """
+    return _converted_rows(path, feed, dataset, key, problems)
+
+
+def _converted_rows(
+    path: Path, feed: Feed, dataset: Dataset, key: bytes, problems: Problems, output: Callable[[Any], Any] | None = None
+) -> Iterator[tuple[int, list[Any]]]:
+    """``minimised_rows``, with each value passed through ``output`` (if given) before it is yielded."""
     pseudonymiser = Pseudonymiser(key)
     columns = dataset.loaded_columns
-    converters = [_converter(c, dataset.date_format, pseudonymiser) for c in columns]
-    for row_number, raw_values in _records(path, feed, dataset, problems):
+    if feed.format.kind == "csv":
+        getters = [_text_getter(c, dataset.date_format, pseudonymiser, output) for c in columns]
+        records: Iterator[tuple[int, Sequence[Any]]] = _csv_records(path, feed, dataset, problems)
+    else:
+        getters = [_cell_getter(_converter(c, dataset.date_format, pseudonymiser), output) for c in columns]
+        records = _records(path, feed, dataset, problems)
+    for row_number, raw_values in records:
         try:  # raw_values may carry one trailing item more than there are columns (see _csv_records)
-            values = [
-                None if raw is None else convert(raw) for convert, raw in zip(converters, raw_values, strict=False)
-            ]
+            values = list(map(call, getters, raw_values))
         except _BadValue:
             values = []
-            for column, convert, raw in zip(columns, converters, raw_values, strict=False):
+            for column, get, raw in zip(columns, getters, raw_values, strict=False):
                 try:
-                    values.append(None if raw is None else convert(raw))
+                    values.append(get(raw))
                 except _BadValue as bad:
                     problems.add(bad.code, column.name, row_number)
                     values.append(None)
         yield row_number, values
 
 
+def _text_getter(
+    column: Column, date_format: str, pseudonymiser: Pseudonymiser, output: Callable[[Any], Any] | None
+) -> Callable:
+    """The converter (then ``output``) for a CSV column, whose raw values are all text ("" where absent); the
+    results are remembered by raw text for a column whose values repeat: all but free text and identifiers.
+    """
+    identifier = column.minimise in ("pseudonymise", "nhs_number")
+    if identifier and output is not None:
+        return _text_converter(column, pseudonymiser, empty=output(None))  # a pseudonym is hex, as COPY has it
+    convert = _converter(column, date_format, pseudonymiser)
+    if output is not None:
+        convert = _then(convert, output)
+    if not identifier and (column.type != "text" or column.minimise == "postcode_sector"):
+        return _Remembered(convert).__getitem__
+    return convert
+
+
+def _cell_getter(convert: Callable[[Any], Any], output: Callable[[Any], Any] | None) -> Callable:
+    """``convert`` (then ``output``) for an XLSX or JSON column, whose raw values are typed cells or None."""
+
+    def get(raw: Any) -> Any:
+        value = None if raw is None else convert(raw)
+        return value if output is None else output(value)
+
+    return get
+
+
+def _then(convert: Callable[[Any], Any], output: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def converted(raw: Any) -> Any:
+        return output(convert(raw))
+
+    return converted
+
+
+class _Remembered(dict):
+    """A converter's results by raw text: ``remembered[raw]`` converts each distinct text once. Texts it refuses
+    are remembered with their rule code, so every row holding one is still reported. Emptied when full.
+    """
+
+    def __init__(self, convert: Callable[[str], Any]):
+        super().__init__()
+        self.convert = convert
+        self.refused: dict[str, str] = {}
+
+    def __missing__(self, raw: str) -> Any:
+        code = self.refused.get(raw)
+        if code is None:
+            try:
+                value = self.convert(raw)
+            except _BadValue as bad:
+                code = bad.code
+                if len(self.refused) >= REMEMBERED_TEXTS:
+                    self.refused.clear()
+                self.refused[raw] = code
+            else:
+                if len(self) >= REMEMBERED_TEXTS:
+                    self.clear()
+                self[raw] = value
+                return value
+        raise _BadValue(code)
+
+
+def _copy_text(value: Any) -> str:
+    """A typed value as a field of COPY's text format, written as psycopg's ``write_row`` writes it."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value if value.isprintable() and "\\" not in value else value.translate(COPY_ESCAPES)
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    return str(value)  # int, Decimal, date (ISO)
+
+
+def _write_copy(copy: Any, lines: list[str]) -> None:
+    """Send ``lines`` of COPY text, and empty the list."""
+    if not lines:
+        return
+    text = "".join(lines)
+    lines.clear()
+    if "\x00" in text:  # what psycopg's write_row raised; the server's own error would quote the row
+        raise DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+    copy.write(text)
+
+
 # --- reading records ------------------------------------------------------------------------------
-# Each reader yields (row number, raw values in the order of dataset.loaded_columns, None where absent).
+# Each reader yields (row number, raw values in the order of dataset.loaded_columns, None where absent;
+# "" for CSV, whose values are all text).
 
 
 def _records(path: Path, feed: Feed, dataset: Dataset, problems: Problems) -> Iterator[tuple[int, Sequence[Any]]]:
@@ -274,6 +383,7 @@ class _LineState:
 
     bad_bytes: bool = False
     foreign_encoding: bool = False
+    unterminated: bool = False  # the last line, without a newline, has been passed on
     exhausted: bool = False
 
     def take_bad_bytes(self) -> bool:
@@ -283,11 +393,18 @@ class _LineState:
 
 
 def _decoded_lines(handle: BinaryIO, encoding: str, state: _LineState) -> Iterator[str]:
-    """The physical lines of a byte stream, each decoded strictly on its own, for ``csv.reader``.
+    """The physical lines of a byte stream (ended by \\n only, as ``readline`` ends them), decoded strictly,
+    for ``csv.reader``.
 
     A line that can't be decoded (or holds a NUL byte) is passed on with replacement characters and
-    ``state.bad_bytes`` set, so the caller can pin it to its row and carry on finding other problems.
+    ``state.bad_bytes`` set as the reader reaches it, so the caller can pin it to its row and carry on
+    finding other problems.
     """
+    return itertools.chain.from_iterable(_decoded_blocks(handle, encoding, state))
+
+
+def _decoded_blocks(handle: BinaryIO, encoding: str, state: _LineState) -> Iterator[Iterable[str]]:
+    """The lines of ``_decoded_lines`` in blocks: the first line on its own, then whole lines a block at a time."""
     codec = "cp1252" if encoding == "windows-1252" else "utf-8"
     line = handle.readline(MAX_LINE_BYTES + 1)
     if line.startswith(UTF8_BOM):
@@ -295,9 +412,40 @@ def _decoded_lines(handle: BinaryIO, encoding: str, state: _LineState) -> Iterat
         state.foreign_encoding = codec != "utf-8"  # a UTF-8 file where Windows-1252 was agreed
     elif line.startswith(UTF16_BOMS):
         state.foreign_encoding = True
-    while line:
-        if len(line) > MAX_LINE_BYTES:
+    if len(line) > MAX_LINE_BYTES:
+        raise _LineTooLong
+    if line:
+        yield _lines_one_by_one(line, codec, state)
+    # A block's lines after its first lie within one read, so only its first line can be too long.
+    read_bytes = min(READ_BLOCK_BYTES, MAX_LINE_BYTES)
+    carry = b""  # the start of a line whose newline has not been read yet
+    while chunk := handle.read(read_bytes):
+        data = carry + chunk if carry else chunk
+        if (data.find(b"\n") + 1 or len(data)) > MAX_LINE_BYTES:
             raise _LineTooLong
+        end = data.rfind(b"\n") + 1
+        carry = data[end:]
+        if end:
+            yield _block_lines(data[:end] if carry else data, codec, state)
+    if carry:
+        state.unterminated = True
+        yield _lines_one_by_one(carry, codec, state)
+    state.exhausted = True
+
+
+def _block_lines(data: bytes, codec: str, state: _LineState) -> Iterable[str]:
+    """The whole lines in ``data``, decoded at once if they all decode cleanly, else one by one."""
+    if b"\x00" not in data:
+        try:
+            return io.StringIO(data.decode(codec), newline="\n")
+        except UnicodeDecodeError:
+            pass
+    return _lines_one_by_one(data, codec, state)
+
+
+def _lines_one_by_one(data: bytes, codec: str, state: _LineState) -> Iterator[str]:
+    """The lines in ``data`` each decoded on its own, with ``state.bad_bytes`` set as a bad one is passed on."""
+    for line in io.BytesIO(data):
         if b"\x00" in line:
             state.bad_bytes = True
             line = line.replace(b"\x00", b"")
@@ -307,8 +455,6 @@ def _decoded_lines(handle: BinaryIO, encoding: str, state: _LineState) -> Iterat
             state.bad_bytes = True
             text = line.decode(codec, errors="replace")
         yield text
-        line = handle.readline(MAX_LINE_BYTES + 1)
-    state.exhausted = True
 
 
 def _csv_records(path: Path, feed: Feed, dataset: Dataset, problems: Problems) -> Iterator[tuple[int, list]]:
@@ -334,44 +480,33 @@ def _csv_records(path: Path, feed: Feed, dataset: Dataset, problems: Problems) -
         if problems:
             return
         width = len(header)
-        # Absent columns read the None appended at position ``width``; a trailing extra index keeps
-        # itemgetter returning a tuple even for a dataset of one column.
+        # Absent columns read the "" appended at position ``width`` (an empty field, which every converter
+        # reads as missing); a trailing extra index keeps itemgetter returning a tuple for one column.
         pick = itemgetter(*(width if p is None else p for p in positions), width)
         padding = [""] * width
-        size = path.stat().st_size
         row_number = 0
-        while True:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except (csv.Error, _LineTooLong) as exc:
-                problems.add(_csv_error_code(exc, state), "", row_number + 1)
-                return
-            row_number += 1
-            if state.bad_bytes and state.take_bad_bytes():
-                problems.add("FILE-001", "", row_number)
-            count = len(fields)
-            if count != width:
-                if count > width:
-                    problems.add("FILE-005", "", row_number)
-                elif not any(f.strip() for f in fields):
+        try:
+            for fields in reader:
+                row_number += 1
+                if state.bad_bytes and state.take_bad_bytes():
+                    problems.add("FILE-001", "", row_number)
+                count = len(fields)
+                if count != width:
+                    if count > width:
+                        problems.add("FILE-005", "", row_number)
+                    elif not any(f.strip() for f in fields):
+                        continue
+                    elif state.unterminated:
+                        problems.add("FILE-008", "", row_number)  # the last line, cut short
+                        return
+                    else:
+                        fields += padding[count:]  # trailing empty fields left out, as some exports do
+                elif not fields[0].strip() and not any(f.strip() for f in fields):
                     continue
-                elif handle.tell() == size and not _ends_with_newline(handle):
-                    problems.add("FILE-008", "", row_number)  # the last line, cut short
-                    return
-                else:
-                    fields += padding[count:]  # trailing empty fields left out, as some exports do
-            elif not fields[0].strip() and not any(f.strip() for f in fields):
-                continue
-            fields.append(None)
-            yield row_number, pick(fields)
-
-
-def _ends_with_newline(handle: BinaryIO) -> bool:
-    """Whether the file's last byte is a newline (the handle is at its end, and stays there)."""
-    handle.seek(-1, 2)
-    return handle.read(1) == b"\n"
+                fields.append("")
+                yield row_number, pick(fields)
+        except (csv.Error, _LineTooLong) as exc:
+            problems.add(_csv_error_code(exc, state), "", row_number + 1)
 
 
 def _csv_error_code(exc: Exception, state: _LineState) -> str:
@@ -521,7 +656,8 @@ def _converter(column: Column, date_format: str, pseudonymiser: Pseudonymiser) -
     return {"integer": _integer, "decimal": _decimal, "boolean": _boolean}[column.type]
 
 
-def _text_converter(column: Column, pseudonymiser: Pseudonymiser) -> Callable[[Any], Any]:
+def _text_converter(column: Column, pseudonymiser: Pseudonymiser, empty: str | None = None) -> Callable[[Any], Any]:
+    """A text column's converter; an empty value gives ``empty`` (None, or COPY's NULL when staging a pseudonym)."""
     identifier = column.minimise in ("pseudonymise", "nhs_number") or column.length is not None
     name, max_length, length = column.name, column.max_length, column.length
     minimise: Callable[[str], str] | None = {
@@ -533,7 +669,7 @@ def _text_converter(column: Column, pseudonymiser: Pseudonymiser) -> Callable[[A
     def convert_text(raw: Any) -> str | None:
         text = raw.strip() if type(raw) is str else _cell_text(raw, identifier)
         if not text:
-            return None
+            return empty
         if len(text) > max_length:
             raise _BadValue("FLD-003")
         if identifier and not text.isdigit():

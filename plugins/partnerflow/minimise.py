@@ -50,23 +50,32 @@ def pseudonymise(key: bytes, namespace: str, value: str) -> str:
 class Pseudonymiser:
     """``pseudonymise`` with the key bound once, for the millions of values of a large file.
 
-    ``for_namespace`` gives a function of the value alone, using OpenSSL's one-shot HMAC: the same
-    pseudonyms as ``pseudonymise``, with less work per value.
+    ``for_namespace`` gives a function of the value alone: the same pseudonyms as ``pseudonymise``, with the
+    key and namespace absorbed into HMAC's inner and outer SHA-256 states once (RFC 2104), so each value costs
+    two state copies instead of a full HMAC set-up.
     """
 
     def __init__(self, key: bytes):
         if len(key) < MIN_KEY_BYTES:
             raise PseudonymKeyMissing(f"a pseudonym key must be at least {MIN_KEY_BYTES} bytes")
-        self._key = key
+        block = hashlib.sha256().block_size
+        padded = (hashlib.sha256(key).digest() if len(key) > block else key).ljust(block, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
 
     def __call__(self, namespace: str, value: str) -> str:
         return self.for_namespace(namespace)(value)
 
     def for_namespace(self, namespace: str) -> Callable[[str], str]:
-        key, prefix, digest = self._key, f"{namespace}:".encode(), hmac.digest
+        inner, outer = self._inner.copy(), self._outer
+        inner.update(f"{namespace}:".encode())
 
         def pseudonym(value: str) -> str:
-            return digest(key, prefix + value.strip().upper().encode(), "sha256").hex()
+            step = inner.copy()
+            step.update(value.strip().upper().encode())
+            last = outer.copy()
+            last.update(step.digest())
+            return last.hexdigest()
 
         return pseudonym
 
