@@ -20,7 +20,6 @@ import json
 import os
 import secrets
 import time
-import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,8 +34,8 @@ from partnerflow.calendar import schedule
 from partnerflow.config import Dataset, Feed, Partnership, SftpTransport
 from partnerflow.devstack.airflow_stack import AirflowStack
 from partnerflow.devstack.quarter import api_dataset
-from partnerflow.devstack.stack import DevStack
 from partnerflow.generator import sample_return
+from tests.e2e.services import running_stack
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -170,69 +169,53 @@ def canary_run(postgres, demo_config, tmp_path_factory):
     started = time.monotonic()
     var = tmp_path_factory.mktemp("e2e-leaks") / "var"
     var.mkdir()
-    suffix = uuid.uuid4().hex[:8]
-    monkeypatch = pytest.MonkeyPatch()
-    stack = DevStack(
-        var=var,
-        partnership=demo_config,
-        postgres=postgres,
-        warehouse_db=f"e2e_leak_wh_{suffix}",
-        airflow_db=f"e2e_leak_af_{suffix}",
-    )
-    stack.start()
-    try:
-        for name, value in stack.environment().items():
-            monkeypatch.setenv(name, value)
-        warehouse._engine_for.cache_clear()
-        warehouse.migrate()
-        url = warehouse.warehouse_url()
-        scratch = tmp_path_factory.mktemp("e2e-leaks-dry-run")
-        planted: dict[str, tuple[Feed, bytes | list[dict], set[int]]] = {}
-        for feed in demo_config.feeds:
-            period = schedule(demo_config, feed).collecting_period(DAY.date())
-            sample = sample_return(feed.dataset, period, seed=SEED, defects=True)
-            rows = failing_rows(dry_run(demo_config, feed, sample, scratch, url))
-            content = plant(feed, demo_config.dataset(feed.dataset), sample, rows)
-            report = dry_run(demo_config, feed, content, scratch, url)
-            assert not report["passed"] and report.get("stage", "contract") == "contract", feed.id
-            assert rows and rows <= failing_rows(report), f"{feed.id}: planted rows must still fail"
-            planted[feed.id] = (feed, content, rows)
-        print(f"\ncanary {LONG} / {SHORT} planted in {len(planted)} feeds in {time.monotonic() - started:.0f} s")
-
-        airflow = AirflowStack(
-            home=var / "airflow",
-            metadata_url=postgres.url(stack.airflow_db),
-            dags_folder=REPO / "dags",
-            env=stack.environment(),
-        )
-        clock.set_now(DAY)
-        with airflow:
-            client = airflow.client
-            ingest_dags = [f"ingest_{feed_id}" for feed_id in planted]
-            client.wait_dags_parsed(ingest_dags)
-            for dag_id in ingest_dags:
-                client.unpause(dag_id)
-            print(f"airflow up in {time.monotonic() - started:.0f} s")
-            for feed, content, _ in planted.values():
+    with running_stack(postgres, demo_config, var, "e2e_leak") as stack:
+        try:
+            url = warehouse.warehouse_url()
+            scratch = tmp_path_factory.mktemp("e2e-leaks-dry-run")
+            planted: dict[str, tuple[Feed, bytes | list[dict], set[int]]] = {}
+            for feed in demo_config.feeds:
                 period = schedule(demo_config, feed).collecting_period(DAY.date())
-                if isinstance(feed.transport, SftpTransport):
-                    drop = stack.drop_dir(feed.transport.directory)
-                    final = drop / feed.transport.pattern.format(period=period.id)
-                    (drop / f"{final.name}.part").write_bytes(content)
-                    os.replace(drop / f"{final.name}.part", final)
-                else:
-                    stack.partner_api.submit(api_dataset(feed), period.id, content)
-                    client.trigger(f"ingest_{feed.id}", conf={"period": period.id})
-            _wait_until_decided(set(planted))
-            runs = _wait_until_idle(client, ingest_dags)
-            print(f"all {len(planted)} returns decided and runs finished in {time.monotonic() - started:.0f} s")
-        yield stack, planted, runs, postgres
-    finally:
-        clock.set_now(None)
-        stack.stop()
-        warehouse._engine_for.cache_clear()
-        monkeypatch.undo()
-        print(f"canary run took {time.monotonic() - started:.0f} s")
+                sample = sample_return(feed.dataset, period, seed=SEED, defects=True)
+                rows = failing_rows(dry_run(demo_config, feed, sample, scratch, url))
+                content = plant(feed, demo_config.dataset(feed.dataset), sample, rows)
+                report = dry_run(demo_config, feed, content, scratch, url)
+                assert not report["passed"] and report.get("stage", "contract") == "contract", feed.id
+                assert rows and rows <= failing_rows(report), f"{feed.id}: planted rows must still fail"
+                planted[feed.id] = (feed, content, rows)
+            print(f"\ncanary {LONG} / {SHORT} planted in {len(planted)} feeds in {time.monotonic() - started:.0f} s")
+
+            airflow = AirflowStack(
+                home=var / "airflow",
+                metadata_url=postgres.url(stack.airflow_db),
+                dags_folder=REPO / "dags",
+                env=stack.environment(),
+            )
+            clock.set_now(DAY)
+            with airflow:
+                client = airflow.client
+                ingest_dags = [f"ingest_{feed_id}" for feed_id in planted]
+                client.wait_dags_parsed(ingest_dags)
+                for dag_id in ingest_dags:
+                    client.unpause(dag_id)
+                print(f"airflow up in {time.monotonic() - started:.0f} s")
+                for feed, content, _ in planted.values():
+                    period = schedule(demo_config, feed).collecting_period(DAY.date())
+                    if isinstance(feed.transport, SftpTransport):
+                        drop = stack.drop_dir(feed.transport.directory)
+                        final = drop / feed.transport.pattern.format(period=period.id)
+                        (drop / f"{final.name}.part").write_bytes(content)
+                        os.replace(drop / f"{final.name}.part", final)
+                    else:
+                        stack.partner_api.submit(api_dataset(feed), period.id, content)
+                        client.trigger(f"ingest_{feed.id}", conf={"period": period.id})
+                _wait_until_decided(set(planted))
+                runs = _wait_until_idle(client, ingest_dags)
+                print(f"all {len(planted)} returns decided and runs finished in {time.monotonic() - started:.0f} s")
+            yield stack, planted, runs, postgres
+        finally:
+            clock.set_now(None)
+            print(f"canary run took {time.monotonic() - started:.0f} s")
 
 
 def _wait_until_decided(feed_ids: set[str]) -> None:

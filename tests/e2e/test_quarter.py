@@ -7,7 +7,6 @@ went to whom — once each — and that no child's data appears in any email or 
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 
 import pytest
@@ -15,8 +14,8 @@ import sqlalchemy as sa
 
 from partnerflow import warehouse
 from partnerflow.devstack.quarter import DEMO_PERIOD, SEED, QuarterPlayer, airflow_for_the_quarter
-from partnerflow.devstack.stack import DevStack
 from partnerflow.generator import referrals_rows
+from tests.e2e.services import running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -26,28 +25,10 @@ def quarter(postgres, demo_config, tmp_path_factory):
     """Play the quarter once; the tests below read what it left."""
     var = tmp_path_factory.mktemp("e2e") / "var"
     var.mkdir()
-    suffix = uuid.uuid4().hex[:8]
-    monkeypatch = pytest.MonkeyPatch()
-    stack = DevStack(
-        var=var,
-        partnership=demo_config,
-        postgres=postgres,
-        warehouse_db=f"e2e_wh_{suffix}",
-        airflow_db=f"e2e_af_{suffix}",
-    )
-    stack.start()
-    try:
-        for name, value in stack.environment().items():
-            monkeypatch.setenv(name, value)
-        warehouse._engine_for.cache_clear()
-        warehouse.migrate()
+    with running_stack(postgres, demo_config, var, "e2e") as stack:
         with airflow_for_the_quarter(stack, home=var / "airflow") as airflow:
             log = QuarterPlayer(stack=stack, airflow=airflow, partnership=demo_config, say=print).play()
         yield stack, log
-    finally:
-        stack.stop()
-        warehouse._engine_for.cache_clear()
-        monkeypatch.undo()
 
 
 def _rows(sql: str) -> list[tuple]:
