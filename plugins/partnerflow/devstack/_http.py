@@ -7,8 +7,9 @@ import threading
 from collections import deque
 from enum import Enum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, TypeVar
+
+from partnerflow.devstack.service import Service
 
 HOST = "127.0.0.1"
 STOP_TIMEOUT_SECONDS = 30
@@ -79,7 +80,7 @@ class JsonRequestHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
 
-class BackgroundHttpServer:
+class BackgroundHttpServer(Service):
     """A ThreadingHTTPServer on 127.0.0.1 run in a daemon thread; handlers reach us as `server.service`."""
 
     handler_class: type[JsonRequestHandler]
@@ -129,15 +130,3 @@ class BackgroundHttpServer:
             self._thread.join(STOP_TIMEOUT_SECONDS)
         self._httpd = None
         self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

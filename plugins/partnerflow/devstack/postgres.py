@@ -26,11 +26,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import psycopg
 from psycopg import errors, sql
+
+from partnerflow.devstack.service import Service
 
 SUPERUSER = "postgres"
 SYSTEM_USER = "partnerflow_pg"
@@ -72,7 +73,7 @@ class EmbeddedPostgresError(RuntimeError):
     """The embedded server could not be initialised, started or stopped."""
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(Service):
     """A local PostgreSQL server for one data directory.
 
     Usage::
@@ -156,18 +157,6 @@ class EmbeddedPostgres:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
             except errors.DuplicateDatabase:
                 pass
-
-    def __enter__(self) -> EmbeddedPostgres:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _prepare_data_dir(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -24,9 +24,10 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import asyncssh
+
+from partnerflow.devstack.service import Service
 
 HOST = "127.0.0.1"
 # The dev connections' `disabled_algorithms` extra: no CBC or 3DES, and no CTR, so paramiko picks AES-GCM,
@@ -116,7 +117,7 @@ class SftpFaults:
         self.extra_names = []
 
 
-class SftpServer:
+class SftpServer(Service):
     """An SFTP server on 127.0.0.1 serving `root`, for key-authenticated clients.
 
     Usage::
@@ -185,18 +186,6 @@ class SftpServer:
         self._thread.join(STOP_TIMEOUT_SECONDS)
         self._thread = None
         self._port = None
-
-    def __enter__(self) -> SftpServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from types import TracebackType
-from typing import Self
+
+from partnerflow.devstack.service import Service
 
 HOST = "127.0.0.1"
 HOSTNAME = "smtp-sink.invalid"
@@ -129,7 +129,7 @@ def _address(argument: str, prefix: str) -> str:
     return value.strip().split(" ", 1)[0].strip("<>")
 
 
-class SmtpSink:
+class SmtpSink(Service):
     """An SMTP server on 127.0.0.1 in a background thread that writes each accepted message under ``out_dir``.
 
     Usage::
@@ -220,12 +220,3 @@ class SmtpSink:
             partial.write_text(json.dumps({"mail_from": mail_from, "rcpt_tos": list(rcpt_tos)}))
             partial.replace(self.out_dir / f"{number:06d}.json")
         return number
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import secrets
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from partnerflow.config import HttpTransport, Partnership, SftpTransport
 from partnerflow.devstack.partner_api import PartnerApi
 from partnerflow.devstack.postgres import EmbeddedPostgres
 from partnerflow.devstack.sendgrid_sink import SendgridSink
+from partnerflow.devstack.service import Service
 from partnerflow.devstack.sftp_server import CLIENT_DISABLED_ALGORITHMS, SftpServer, ensure_keys
 from partnerflow.devstack.smtp_sink import SmtpSink
 
@@ -24,7 +23,7 @@ AIRFLOW_DB = "airflow"
 SFTP_USER = "partner"
 
 
-class DevStack:
+class DevStack(Service):
     """Every service partnerflow talks to, on loopback, with state under ``<var>/devstack``."""
 
     def __init__(
@@ -75,13 +74,6 @@ class DevStack:
     def stop_services(self) -> None:
         for service in (self.smtp, self.sink, self.partner_api, self.sftp):
             service.stop()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None):
-        self.stop()
 
     def drop_dir(self, remote_directory: str) -> Path:
         """The local folder behind a remote SFTP directory (what a partner's upload writes into)."""
