@@ -129,9 +129,7 @@ def quarantine_in(
 ) -> Outcome:
     """``quarantine`` inside the caller's transaction (a file refused as it is recorded, say)."""
     codes = sorted({f["code"] for f in report["failures"] if f.get("severity", "error") == "error"})
-    received = ledger.get(conn, file_id)
-    lock_slice(conn, feed.id, received.period_id)
-    received = ledger.get(conn, file_id)
+    received = _locked(conn, feed, file_id)
     if received.state != ledger.RECEIVED:
         return Outcome(file_id, feed.id, received.period_id, received.state)
     period = Period.from_id(received.period_id)
@@ -161,6 +159,13 @@ def quarantine_in(
     return Outcome(file_id, feed.id, received.period_id, ledger.REJECTED)
 
 
+def _locked(conn: Connection, feed: Feed, file_id: int) -> ledger.ReceivedFile:
+    """Lock the file's feed x period slice, then read its ledger row: another run may have decided it while
+    this one waited for the lock."""
+    lock_slice(conn, feed.id, ledger.get(conn, file_id).period_id)
+    return ledger.get(conn, file_id)
+
+
 def failure_report(code: str, message: str, *, stage: str = "transport") -> dict[str, Any]:
     """A rejection report with one file-level failure, in the shape the contract check produces."""
     return _with_failure({"passed": False, "stage": stage, "rules_checked": 1, "failures": []}, (code, message))
@@ -175,9 +180,7 @@ def _publish_in(
     dataset: Dataset,
     report: dict[str, Any],
 ) -> Outcome:
-    received = ledger.get(conn, file_id)
-    lock_slice(conn, feed.id, received.period_id)
-    received = ledger.get(conn, file_id)
+    received = _locked(conn, feed, file_id)
     if received.state != ledger.RECEIVED:
         return Outcome(file_id, feed.id, received.period_id, received.state)
     staging = staging_table(dataset, file_id)
