@@ -257,11 +257,9 @@ def _converted_rows(
     columns = dataset.loaded_columns
     if feed.format.kind == "csv":
         getters = [_text_getter(c, dataset.date_format, pseudonymiser, output) for c in columns]
-        records: Iterator[tuple[int, Sequence[Any]]] = _csv_records(path, feed, dataset, problems)
     else:
         getters = [_cell_getter(_converter(c, dataset.date_format, pseudonymiser), output) for c in columns]
-        records = _records(path, feed, dataset, problems)
-    for row_number, raw_values in records:
+    for row_number, raw_values in _records(path, feed, dataset, problems):
         try:  # raw_values may carry one trailing item more than there are columns (see _csv_records)
             values = list(map(call, getters, raw_values))
         except _BadValue:

@@ -66,26 +66,23 @@ def swap_in(
     replacing: int | None,
 ) -> None:
     """Publish the staged table of ``file_id`` as its partition, in place of ``replacing``'s partition."""
-    _add_lineage(conn, staging, file_id=file_id, feed_id=feed_id, period_id=period_id, sha256=sha256, at=loaded_at)
-    _require_not_null(conn, dataset, staging)
+    _complete(
+        conn, dataset, staging, file_id=file_id, feed_id=feed_id, period_id=period_id, sha256=sha256, at=loaded_at
+    )
     _index_key(conn, dataset, staging)
-    schema, name = dataset.table.split(".")
-    staged_name = staging.split(".")[1]
+    partition = partition_name(dataset.table, file_id)
+    schema, name = partition.split(".")
     conn.execute(sa.text(f"ALTER TABLE {staging} SET SCHEMA {schema}"))
-    if staged_name != f"{name}_f{file_id}":
-        conn.execute(sa.text(f"ALTER TABLE {schema}.{staged_name} RENAME TO {name}_f{file_id}"))
+    staged_name = staging.split(".")[1]
+    if staged_name != name:
+        conn.execute(sa.text(f"ALTER TABLE {schema}.{staged_name} RENAME TO {name}"))
     _lock(conn, dataset.table)
     if replacing is not None:
         old = partition_name(dataset.table, replacing)
         if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": old}).scalar() is not None:
             conn.execute(sa.text(f"ALTER TABLE {dataset.table} DETACH PARTITION {old}"))
             conn.execute(sa.text(f"DROP TABLE {old}"))
-    conn.execute(
-        sa.text(
-            f"ALTER TABLE {dataset.table} ATTACH PARTITION {partition_name(dataset.table, file_id)}"
-            f" FOR VALUES IN ({int(file_id)})"
-        )
-    )
+    conn.execute(sa.text(f"ALTER TABLE {dataset.table} ATTACH PARTITION {partition} FOR VALUES IN ({int(file_id)})"))
 
 
 def _lock(conn: Connection, table: str) -> None:
@@ -102,30 +99,24 @@ def _lock(conn: Connection, table: str) -> None:
     conn.execute(sa.text("RESET lock_timeout"))
 
 
-def _add_lineage(
-    conn: Connection, staging: str, *, file_id: int, feed_id: str, period_id: str, sha256: str, at: str
+def _complete(
+    conn: Connection,
+    dataset: Dataset,
+    staging: str,
+    *,
+    file_id: int,
+    feed_id: str,
+    period_id: str,
+    sha256: str,
+    at: str,
 ) -> None:
+    """Give the staged table what a partition of the core table needs, in one statement (so one scan): the
+    lineage columns, the one-file CHECK, and NOT NULL where the core table has it."""
     # DDL takes no bind parameters: the values are quoted by PostgreSQL itself (quote_literal).
-    quoted = conn.execute(
+    feed, period, digest, loaded = conn.execute(
         sa.text("SELECT quote_literal(:f), quote_literal(:p), quote_literal(:h), quote_literal(:at)"),
         {"f": feed_id, "p": period_id, "h": sha256, "at": at},
     ).one()
-    feed, period, digest, loaded = quoted
-    conn.execute(
-        sa.text(
-            f"ALTER TABLE {staging}"
-            f" ADD COLUMN feed_id text NOT NULL DEFAULT {feed},"
-            f" ADD COLUMN period_id text NOT NULL DEFAULT {period},"
-            f" ADD COLUMN file_id bigint NOT NULL DEFAULT {int(file_id)},"
-            f" ADD COLUMN file_sha256 char(64) NOT NULL DEFAULT {digest},"
-            f" ADD COLUMN loaded_at timestamptz NOT NULL DEFAULT {loaded}::timestamptz,"
-            f" ADD CONSTRAINT one_file CHECK (file_id = {int(file_id)})"
-        )
-    )
-
-
-def _require_not_null(conn: Connection, dataset: Dataset, staging: str) -> None:
-    """Mark NOT NULL the staged columns the core table has NOT NULL (one scan; ATTACH requires it)."""
     required = conn.execute(
         sa.text(
             "SELECT attname FROM pg_attribute WHERE attrelid = CAST(:t AS regclass) AND attnum > 0"
@@ -134,9 +125,16 @@ def _require_not_null(conn: Connection, dataset: Dataset, staging: str) -> None:
         {"t": dataset.table},
     ).scalars()
     staged = {c.name for c in dataset.loaded_columns} | {"row_number"}
-    clauses = [f"ALTER COLUMN {column} SET NOT NULL" for column in required if column in staged]
-    if clauses:
-        conn.execute(sa.text(f"ALTER TABLE {staging} {', '.join(clauses)}"))
+    clauses = [
+        f"ADD COLUMN feed_id text NOT NULL DEFAULT {feed}",
+        f"ADD COLUMN period_id text NOT NULL DEFAULT {period}",
+        f"ADD COLUMN file_id bigint NOT NULL DEFAULT {int(file_id)}",
+        f"ADD COLUMN file_sha256 char(64) NOT NULL DEFAULT {digest}",
+        f"ADD COLUMN loaded_at timestamptz NOT NULL DEFAULT {loaded}::timestamptz",
+        f"ADD CONSTRAINT one_file CHECK (file_id = {int(file_id)})",
+        *(f"ALTER COLUMN {column} SET NOT NULL" for column in required if column in staged),
+    ]
+    conn.execute(sa.text(f"ALTER TABLE {staging} {', '.join(clauses)}"))
 
 
 def _index_key(conn: Connection, dataset: Dataset, staging: str) -> None:
