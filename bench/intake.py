@@ -243,21 +243,9 @@ def _run_intake_process(env: dict[str, str]) -> dict[str, Any]:
 
 
 def _intake_environment(work: Path, warehouse_url: str, sftp: Any, keys: Any, connection: str) -> dict[str, str]:
-    from partnerflow.devstack.sftp_server import CLIENT_DISABLED_ALGORITHMS
+    from partnerflow.devstack.sftp_server import client_connection
 
-    sftp_connection = {
-        "conn_type": "sftp",
-        "host": sftp.host,
-        "port": sftp.port,
-        "login": "partner",
-        # Loopback: SSH compression would only spend CPU (on by default in the hook; off per connection).
-        "extra": {
-            "key_file": str(keys.client_key),
-            "host_key": keys.host_key_line,
-            "compress": "false",
-            "disabled_algorithms": CLIENT_DISABLED_ALGORITHMS,
-        },
-    }
+    sftp_connection = client_connection(sftp.host, sftp.port, keys)
     return {
         **os.environ,
         "PARTNERFLOW_VAR": str(work / "var"),

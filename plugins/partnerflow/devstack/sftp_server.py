@@ -35,6 +35,7 @@ HOST = "127.0.0.1"
 CLIENT_DISABLED_ALGORITHMS = {
     "ciphers": ["aes128-cbc", "aes192-cbc", "aes256-cbc", "3des-cbc", "aes128-ctr", "aes192-ctr", "aes256-ctr"]
 }
+CLIENT_LOGIN = "partner"
 START_TIMEOUT_SECONDS = 30
 STOP_TIMEOUT_SECONDS = 30
 
@@ -75,6 +76,25 @@ def ensure_keys(directory: Path) -> KeyPaths:
         client_public_key=_public_key_file(client_key),
         authorized_keys=authorized_keys,
     )
+
+
+def client_connection(host: str, port: int, keys: KeyPaths) -> dict:
+    """The Airflow connection (as JSON-ready data) of a client of the dev SFTP server: host key pinned, key auth.
+
+    Loopback: SSH compression would only spend CPU (on by default in the hook; off per connection).
+    """
+    return {
+        "conn_type": "sftp",
+        "host": host,
+        "port": port,
+        "login": CLIENT_LOGIN,
+        "extra": {
+            "key_file": str(keys.client_key),
+            "host_key": keys.host_key_line,
+            "compress": "false",
+            "disabled_algorithms": CLIENT_DISABLED_ALGORITHMS,
+        },
+    }
 
 
 def public_key_line(private_key: Path) -> str:

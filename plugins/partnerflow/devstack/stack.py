@@ -15,12 +15,11 @@ from partnerflow.devstack.partner_api import PartnerApi
 from partnerflow.devstack.postgres import EmbeddedPostgres
 from partnerflow.devstack.sendgrid_sink import SendgridSink
 from partnerflow.devstack.service import Service
-from partnerflow.devstack.sftp_server import CLIENT_DISABLED_ALGORITHMS, SftpServer, ensure_keys
+from partnerflow.devstack.sftp_server import SftpServer, client_connection, ensure_keys
 from partnerflow.devstack.smtp_sink import SmtpSink
 
 WAREHOUSE_DB = "warehouse"
 AIRFLOW_DB = "airflow"
-SFTP_USER = "partner"
 
 
 class DevStack(Service):
@@ -93,17 +92,7 @@ class DevStack(Service):
         for feed in self.partnership.feeds:
             transport = feed.transport
             if isinstance(transport, SftpTransport):
-                connection = {
-                    "conn_type": "sftp",
-                    "host": self.sftp.host,
-                    "port": self.sftp.port,
-                    "login": SFTP_USER,
-                    "extra": {
-                        "key_file": str(self.keys.client_key),
-                        "host_key": self.keys.host_key_line,
-                        "disabled_algorithms": CLIENT_DISABLED_ALGORITHMS,
-                    },
-                }
+                connection = client_connection(self.sftp.host, self.sftp.port, self.keys)
             else:
                 assert isinstance(transport, HttpTransport)
                 connection = {
