@@ -12,7 +12,7 @@ import pkgutil
 import sys
 from pathlib import Path
 
-from partnerflow.paths import var_dir
+from partnerflow.core.paths import var_dir
 
 
 def main(names: list[str]) -> int:

@@ -24,14 +24,17 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from partnerflow import clock, intake, ledger, warehouse
-from partnerflow.calendar import Period, add_working_days, due_date
-from partnerflow.config import Feed, Partnership, load_config
-from partnerflow.generator import sample_return
-from partnerflow.landing import land_bytes, landing_dir
-from partnerflow.minimise import pseudonym_key
-from partnerflow.paths import repo_path
-from partnerflow.publish import publish
+from partnerflow import warehouse
+from partnerflow.core import clock
+from partnerflow.core.config import Feed, Partnership, load_config
+from partnerflow.core.paths import repo_path
+from partnerflow.core.periods import Period, add_working_days, due_date
+from partnerflow.intake import reader
+from partnerflow.intake.minimise import pseudonym_key
+from partnerflow.transport.landing import land_bytes, landing_dir
+from partnerflow.warehouse import ledger
+from partnerflow.warehouse.publish import publish
+from partnerflow_dev.synthetic import sample_return
 
 PERIODS = 12
 LAST_PERIOD = Period.from_id("2026Q3")
@@ -84,7 +87,7 @@ def load_return(
             due_date=due_date(partnership, feed, period),
         )
     dataset = partnership.dataset(feed.dataset)
-    intake.stage(
+    reader.stage(
         engine, path=landing_dir() / received.landed_path, file_id=received.id, feed=feed, dataset=dataset, key=key
     )
     outcome = publish(engine, partnership, file_id=received.id, feed=feed, dataset=dataset, report=dict(PASSED))
@@ -94,8 +97,8 @@ def load_return(
 
 
 def main() -> dict:
-    from partnerflow.devstack.postgres import EmbeddedPostgres
     from partnerflow.report.boardpack import build_board_pack
+    from partnerflow_dev.postgres import EmbeddedPostgres
 
     partnership = load_config(repo_path("config", "partnership.yaml"))
     periods = [LAST_PERIOD]

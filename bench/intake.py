@@ -4,8 +4,8 @@ For each size (1M and 3M rows by default; ``PARTNERFLOW_BENCH_ROWS=100000,200000
 referral-shaped CSV (the referrals dataset's columns plus one quoted free-text column partners often leave
 in, about 200 bytes a row), puts it on the embedded SFTP server, and then:
 
-- **intake**: a fresh Python process runs the real path: ``sources.fetch_sftp`` (SFTPHook download, landing
-  by sha256, ledger row), ``intake.stage`` (parse, minimise, pseudonymise, COPY into staging) and
+- **intake**: a fresh Python process runs the real path: ``sftp.fetch_sftp`` (SFTPHook download, landing
+  by sha256, ledger row), ``reader.stage`` (parse, minimise, pseudonymise, COPY into staging) and
   ``publish.publish`` (the slice replaced in one transaction). Validation is left out. The process reports
   its own peak RSS (``ru_maxrss``), and its RSS once imports are done, so growth with the file shows.
 - **raw COPY**: psycopg streams the same file into a typed table with ``COPY ... (FORMAT csv)``.
@@ -55,10 +55,10 @@ RAW_COLUMNS = (
 
 def main() -> dict[str, Any]:
     from partnerflow import warehouse
-    from partnerflow.config import load_config
-    from partnerflow.devstack.postgres import EmbeddedPostgres
-    from partnerflow.devstack.sftp_server import SftpServer, ensure_keys
-    from partnerflow.paths import var_dir
+    from partnerflow.core.config import load_config
+    from partnerflow.core.paths import var_dir
+    from partnerflow_dev.postgres import EmbeddedPostgres
+    from partnerflow_dev.sftp_server import SftpServer, ensure_keys
 
     sizes = _sizes()
     config = load_config()
@@ -189,10 +189,13 @@ def intake_process() -> None:
     # An Airflow task process has these loaded before the task starts: keep import time out of the figures.
     from airflow.providers.sftp.hooks.sftp import SFTPHook
 
-    from partnerflow import intake, ledger, publish, sources, warehouse
-    from partnerflow.config import partnership
-    from partnerflow.landing import landing_dir
-    from partnerflow.minimise import pseudonym_key
+    from partnerflow import warehouse
+    from partnerflow.core.config import partnership
+    from partnerflow.intake import reader
+    from partnerflow.intake.minimise import pseudonym_key
+    from partnerflow.transport import sftp
+    from partnerflow.transport.landing import landing_dir
+    from partnerflow.warehouse import ledger, publish
 
     config = partnership()
     feed = config.feed(FEED_ID)
@@ -202,13 +205,13 @@ def intake_process() -> None:
     eng = warehouse.engine()
     steps = {}
     started = time.perf_counter()
-    (file_id,) = sources.fetch_sftp(eng, config, feed)
+    (file_id,) = sftp.fetch_sftp(eng, config, feed)
     steps["fetch"] = time.perf_counter() - started
     peaks = {"fetch": _peak_rss_mb()}
     with eng.connect() as conn:
         received = ledger.get(conn, file_id)
     mark = time.perf_counter()
-    staged = intake.stage(
+    staged = reader.stage(
         eng, path=landing_dir() / received.landed_path, file_id=file_id, feed=feed, dataset=dataset, key=pseudonym_key()
     )
     steps["parse_minimise_copy"] = time.perf_counter() - mark
@@ -243,7 +246,7 @@ def _run_intake_process(env: dict[str, str]) -> dict[str, Any]:
 
 
 def _intake_environment(work: Path, warehouse_url: str, sftp: Any, keys: Any, connection: str) -> dict[str, str]:
-    from partnerflow.devstack.sftp_server import client_connection
+    from partnerflow_dev.sftp_server import client_connection
 
     sftp_connection = client_connection(sftp.host, sftp.port, keys)
     return {

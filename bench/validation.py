@@ -32,7 +32,7 @@ TARGET_MEMORY_SHARE = 0.25
 
 
 def main() -> dict[str, Any]:
-    from partnerflow.validate import scratch_warehouse
+    from partnerflow.pipeline.dry_run import scratch_warehouse
 
     with scratch_warehouse() as (url, _):
         schema = f"scratch_bench_{uuid.uuid4().hex[:8]}"
@@ -73,17 +73,18 @@ def _stage(url: str, schema: str, table: str) -> None:
     """A staged referral table as intake leaves it: minimised, typed, a row_number, one row per referral."""
     import psycopg
 
-    from partnerflow import generator, intake
-    from partnerflow.calendar import Period
-    from partnerflow.config import partnership
-    from partnerflow.minimise import month_only, postcode_sector, pseudonymise
+    from partnerflow.core.config import partnership
+    from partnerflow.core.periods import Period
+    from partnerflow.intake import reader
+    from partnerflow.intake.minimise import month_only, postcode_sector, pseudonymise
+    from partnerflow_dev import synthetic
 
     dataset = partnership().dataset(DATASET)
     columns = dataset.loaded_columns
     period = Period.from_id(PERIOD_ID)
     key = b"bench-only-key-" + b"0" * 17
-    base = generator.referrals_rows(period, seed=SEED, n=CHUNK, defects=True)  # the defects repeat in every copy
-    ddl = ", ".join(["row_number integer NOT NULL", *(f"{c.name} {intake.SQL_TYPES[c.type]}" for c in columns)])
+    base = synthetic.referrals_rows(period, seed=SEED, n=CHUNK, defects=True)  # the defects repeat in every copy
+    ddl = ", ".join(["row_number integer NOT NULL", *(f"{c.name} {reader.SQL_TYPES[c.type]}" for c in columns)])
     names = ", ".join(["row_number", *(c.name for c in columns)])
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn) as conn:
@@ -144,9 +145,9 @@ def _run_variant(variant: str, url: str, table: str) -> dict[str, Any]:
     import pandas as pd
     import sqlalchemy as sa
 
-    from partnerflow import contracts
-    from partnerflow.calendar import Period
-    from partnerflow.config import partnership
+    from partnerflow.contracts import suites
+    from partnerflow.core.config import partnership
+    from partnerflow.core.periods import Period
 
     dataset = partnership().dataset(DATASET)
     period = Period.from_id(PERIOD_ID)
@@ -155,7 +156,7 @@ def _run_variant(variant: str, url: str, table: str) -> dict[str, Any]:
     started = time.perf_counter()
     figures: dict[str, Any] = {}
     if variant == "postgres":
-        report = contracts.validate_staged(
+        report = suites.validate_staged(
             warehouse_url=url, table=table, dataset=dataset, period=period, volume_baseline=baseline
         )
         failures = {f.code: f.failing_rows for f in report.failures}
@@ -165,15 +166,15 @@ def _run_variant(variant: str, url: str, table: str) -> dict[str, Any]:
             frame = pd.read_sql(sa.text(f"SELECT * FROM {table}"), conn)
         engine.dispose()
         figures["load_seconds"] = round(time.perf_counter() - started, 2)
-        contract = contracts.read_contract(DATASET)
+        contract = suites.read_contract(DATASET)
         context = gx.get_context(mode="ephemeral")
         asset = context.data_sources.add_pandas(name="pandas").add_dataframe_asset(name=DATASET)
         batch = asset.add_batch_definition_whole_dataframe(name="whole frame").get_batch(
             batch_parameters={"dataframe": frame}
         )
         result = batch.validate(
-            contracts.load_suite(DATASET),
-            result_format=contracts.RESULT_FORMAT,
+            suites.load_suite(DATASET),
+            result_format=suites.RESULT_FORMAT,
             expectation_parameters=contract.parameters(period, baseline),
         )
         failures = {

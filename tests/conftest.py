@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from partnerflow import warehouse
-from partnerflow.config import Partnership, load_config
-from partnerflow.devstack.postgres import EmbeddedPostgres
-from partnerflow.devstack.stack import DevStack
+from partnerflow.core.config import Partnership, load_config
+from partnerflow_dev.postgres import EmbeddedPostgres
+from partnerflow_dev.stack import DevStack
 
 REPO = Path(__file__).resolve().parents[1]
 

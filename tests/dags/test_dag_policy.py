@@ -23,10 +23,10 @@ from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable
 from airflow.sdk.definitions.asset import AssetBooleanCondition
 from airflow.sdk.definitions.timetables.assets import AssetTriggeredTimetable
 
-from partnerflow import dagbuild
-from partnerflow.alerts import OutboxFailureAlert
-from partnerflow.config import HttpTransport, Partnership, SftpTransport, partnership
-from partnerflow.triggers import SftpArrivalTrigger
+from partnerflow.airflow import dags
+from partnerflow.airflow.callbacks import OutboxFailureAlert
+from partnerflow.core.config import HttpTransport, Partnership, SftpTransport, partnership
+from partnerflow.transport.arrival import SftpArrivalTrigger
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "dags"
@@ -160,7 +160,7 @@ def test_no_airflow_2_idioms(dagbag: DagBag) -> None:
         if stale:
             problems.append(f"{dag_id}: default_args {sorted(stale)}")
         problems += [f"{dag_id}.{task.task_id}: emails {task.email!r}" for task in dag.tasks if task.email]
-    for source in [*DAGS_FOLDER.glob("*.py"), Path(dagbuild.__file__)]:
+    for source in [*DAGS_FOLDER.glob("*.py"), Path(dags.__file__)]:
         for number, line in enumerate(source.read_text().splitlines(), start=1):
             if AIRFLOW_2_SOURCE.search(line):
                 problems.append(f"{source.name}:{number}: {line.strip()}")
@@ -177,7 +177,9 @@ def test_sftp_feeds_start_on_arrival_with_a_safety_net_cron(dagbag: DagBag, conf
         (arrivals,) = assets_of(timetable.asset_condition)
         (watcher,) = arrivals.watchers
         assert isinstance(watcher.trigger, SftpArrivalTrigger), feed.id
-        assert type(watcher.trigger).__module__ == "partnerflow.triggers", "the triggerer imports it from the package"
+        assert type(watcher.trigger).__module__ == "partnerflow.transport.arrival", (
+            "the triggerer imports it from the package"
+        )
         assert (watcher.trigger.sftp_conn_id, watcher.trigger.directory) == (
             feed.transport.connection,
             feed.transport.directory,

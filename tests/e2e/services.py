@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from partnerflow import warehouse
-from partnerflow.config import Partnership
-from partnerflow.devstack.postgres import EmbeddedPostgres
-from partnerflow.devstack.stack import DevStack
+from partnerflow.core.config import Partnership
+from partnerflow_dev.postgres import EmbeddedPostgres
+from partnerflow_dev.stack import DevStack
 
 
 @contextlib.contextmanager

@@ -29,12 +29,14 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from partnerflow import clock, validate, warehouse
-from partnerflow.calendar import schedule
-from partnerflow.config import Dataset, Feed, Partnership, SftpTransport
-from partnerflow.devstack.airflow_stack import AirflowStack
-from partnerflow.devstack.quarter import api_dataset
-from partnerflow.generator import sample_return
+from partnerflow import warehouse
+from partnerflow.core import clock
+from partnerflow.core.config import Dataset, Feed, Partnership, SftpTransport
+from partnerflow.core.periods import schedule
+from partnerflow.pipeline import dry_run as validate_command
+from partnerflow_dev.airflow_stack import AirflowStack
+from partnerflow_dev.quarter import api_dataset
+from partnerflow_dev.synthetic import sample_return
 from tests.e2e.services import running_stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,7 +116,7 @@ def dry_run(config: Partnership, feed: Feed, content: bytes | list[dict], folder
     period = schedule(config, feed).collecting_period(DAY.date())
     path = folder / f"{feed.id}.{feed.format.kind}"
     path.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
-    run = validate.dry_run(
+    run = validate_command.dry_run(
         feed=feed, dataset=dataset, path=path, period=period, warehouse_url=url, key=secrets.token_bytes(32)
     )
     return run.report

@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from partnerflow import warehouse
-from partnerflow.devstack.quarter import DEMO_PERIOD, SEED, QuarterPlayer, airflow_for_the_quarter
-from partnerflow.generator import referrals_rows
+from partnerflow_dev.quarter import DEMO_PERIOD, SEED, QuarterPlayer, airflow_for_the_quarter
+from partnerflow_dev.synthetic import referrals_rows
 from tests.e2e.services import running_stack
 
 pytestmark = pytest.mark.e2e

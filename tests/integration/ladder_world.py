@@ -14,11 +14,12 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from partnerflow import clock, ledger, publish
-from partnerflow.calendar import Period, due_date
-from partnerflow.config import Feed, Partner, Partnership, Person
-from partnerflow.intake import staging_table
-from partnerflow.landing import land_bytes
+from partnerflow.core import clock
+from partnerflow.core.config import Feed, Partner, Partnership, Person
+from partnerflow.core.periods import Period, due_date
+from partnerflow.intake.reader import staging_table
+from partnerflow.transport.landing import land_bytes
+from partnerflow.warehouse import ledger, publish
 
 MORNING = dt.time(7, 0)
 MIDDAY = dt.time(12, 0)

@@ -30,8 +30,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import scoped_session, sessionmaker
 
-from partnerflow import clock, warehouse
-from partnerflow.airflow_plugin import URL_PREFIX, PartnerflowPlugin
+from partnerflow import warehouse
+from partnerflow.airflow.plugin import URL_PREFIX, PartnerflowPlugin
+from partnerflow.core import clock
 
 PAGE = f"{URL_PREFIX}/submissions"
 JSON_PAGE = f"{URL_PREFIX}/submissions.json"
@@ -184,7 +185,7 @@ def test_importing_the_plugin_stays_light() -> None:
     """Every Airflow component imports the plugin: it must not pull in FastAPI, the API security module or GX."""
     heavy = ["fastapi", "airflow.api_fastapi.core_api.security", "great_expectations", "pandas"]
     code = (
-        "import json, sys; import partnerflow.airflow_plugin; "
+        "import json, sys; import partnerflow.airflow.plugin; "
         f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from partnerflow.devstack.airflow_stack import AirflowStack, DagsNotParsedError
+from partnerflow_dev.airflow_stack import AirflowStack, DagsNotParsedError
 
 SMOKE_DAG = textwrap.dedent(
     '''

@@ -12,12 +12,15 @@ import os
 import pytest
 import sqlalchemy as sa
 
-from partnerflow import generator, ingest, intake, warehouse
-from partnerflow.calendar import Period
-from partnerflow.config import Column, Dataset, Feed, SftpTransport
-from partnerflow.devstack.quarter import api_dataset
-from partnerflow.devstack.stack import DevStack
-from partnerflow.minimise import PseudonymKeyMissing, pseudonym_key
+from partnerflow import warehouse
+from partnerflow.core.config import Column, Dataset, Feed, SftpTransport
+from partnerflow.core.periods import Period
+from partnerflow.intake import reader
+from partnerflow.intake.minimise import PseudonymKeyMissing, pseudonym_key
+from partnerflow.pipeline import ingest
+from partnerflow_dev import synthetic
+from partnerflow_dev.quarter import api_dataset
+from partnerflow_dev.stack import DevStack
 
 PERIOD = Period.from_id("2026Q3")
 SEED = 7
@@ -25,16 +28,16 @@ SEED = 7
 # The error-severity rules each dataset's planted defects break. Datasets whose contracts another part of
 # the project owns may gain rules, so for those the planted ones must be among the codes reported.
 DEFECT_CODES: dict[str, tuple[set[str], dict[str, tuple[int, ...]]]] = {
-    "referrals": ({"REF-006", "REF-008", "REF-010"}, generator.REFERRAL_DEFECTS),
-    "police_ppn": ({"PPN-005", "PPN-006"}, generator.POLICE_PPN_DEFECTS),
+    "referrals": ({"REF-006", "REF-008", "REF-010"}, synthetic.REFERRAL_DEFECTS),
+    "police_ppn": ({"PPN-005", "PPN-006"}, synthetic.POLICE_PPN_DEFECTS),
     "child_protection": (
         {"CPP-006", "CPP-009", "CPP-010", "CPP-011", "CPP-012"},
-        generator.CHILD_PROTECTION_DEFECTS,
+        synthetic.CHILD_PROTECTION_DEFECTS,
     ),
-    "children_in_care": ({"CIC-005", "CIC-010", "CIC-011", "CIC-013"}, generator.CHILDREN_IN_CARE_DEFECTS),
-    "health_icb": ({"HLT-005", "HLT-006", "HLT-009"}, generator.HEALTH_ICB_DEFECTS),
-    "exclusions": ({"EDU-007", "EDU-008", "EDU-009", "EDU-012"}, generator.EXCLUSION_DEFECTS),
-    "yjb_kpis": ({"YJB-004", "YJB-007"}, generator.YJB_KPI_DEFECTS),
+    "children_in_care": ({"CIC-005", "CIC-010", "CIC-011", "CIC-013"}, synthetic.CHILDREN_IN_CARE_DEFECTS),
+    "health_icb": ({"HLT-005", "HLT-006", "HLT-009"}, synthetic.HEALTH_ICB_DEFECTS),
+    "exclusions": ({"EDU-007", "EDU-008", "EDU-009", "EDU-012"}, synthetic.EXCLUSION_DEFECTS),
+    "yjb_kpis": ({"YJB-004", "YJB-007"}, synthetic.YJB_KPI_DEFECTS),
 }
 CONTRACTS_OWNED_ELSEWHERE = {"referrals", "police_ppn"}
 REPEATED_ROW_DEFECTS = {"repeated_plan_id", "repeated_child", "repeated_row"}  # the row before is named too
@@ -92,7 +95,7 @@ def test_each_feed_rejects_its_defective_return_and_publishes_its_good_one(stack
     dataset = demo_config.dataset(feed.dataset)
     codes, planted = DEFECT_CODES[dataset.id]
 
-    send(stack, feed, generator.sample_return(dataset.id, PERIOD, seed=SEED, defects=True))
+    send(stack, feed, synthetic.sample_return(dataset.id, PERIOD, seed=SEED, defects=True))
     assert [o["state"] for o in run(feed, demo_config)] == ["rejected"]
     errors = [f for f in latest_report(feed_id)["failures"] if f["severity"] == "error"]
     reported = {f["code"] for f in errors}
@@ -103,7 +106,7 @@ def test_each_feed_rejects_its_defective_return_and_publishes_its_good_one(stack
         assert failure["row_numbers"] and set(failure["row_numbers"]) <= planted_rows, failure["code"]
     assert scalar(f"SELECT count(*) FROM {dataset.table}") == 0
 
-    good = generator.sample_return(dataset.id, PERIOD, seed=SEED)
+    good = synthetic.sample_return(dataset.id, PERIOD, seed=SEED)
     send(stack, feed, good)
     (outcome,) = run(feed, demo_config)
     assert outcome["state"] == "published", latest_report(feed_id)
@@ -126,10 +129,10 @@ def test_each_feed_rejects_its_defective_return_and_publishes_its_good_one(stack
 
 def test_windows_1252_bytes_in_a_utf8_feed_are_rejected_naming_the_rows(stack, demo_config):
     feed = demo_config.feed("council_child_protection")
-    rows = generator.child_protection_rows(PERIOD, seed=SEED, n=60)
+    rows = synthetic.child_protection_rows(PERIOD, seed=SEED, n=60)
     rows[11]["child_name"] = "Zoë O’Farrow"  # row 12, saved by a program that wrote Windows-1252
     rows[40]["child_name"] = "Siân Núñez"  # row 41
-    header = ",".join(generator.CHILD_PROTECTION_COLUMNS) + "\r\n"
+    header = ",".join(synthetic.CHILD_PROTECTION_COLUMNS) + "\r\n"
     body = b"".join(
         ",".join(row.values()).encode("cp1252" if number in (12, 41) else "utf-8") + b"\r\n"
         for number, row in enumerate(rows, start=1)
@@ -147,14 +150,14 @@ def test_windows_1252_bytes_in_a_utf8_feed_are_rejected_naming_the_rows(stack, d
 
 def test_a_value_that_cannot_be_minimised_loads_nothing_of_the_file(stack, demo_config):
     feed = demo_config.feed("council_referrals")
-    send(stack, feed, generator.referrals_csv(PERIOD, seed=SEED, n=50))
+    send(stack, feed, synthetic.referrals_csv(PERIOD, seed=SEED, n=50))
     (first,) = run(feed, demo_config)
     assert first["state"] == "published"
 
-    rows = generator.referrals_rows(PERIOD, seed=SEED, n=60)
+    rows = synthetic.referrals_rows(PERIOD, seed=SEED, n=60)
     rows[29]["postcode"] = "BK1 ABC"  # not a postcode: it can't become a sector
     rows[44]["child_id"] = "12345"  # an id that lost its leading zeros
-    content = ",".join(generator.REFERRAL_COLUMNS) + "\n" + "".join(",".join(r.values()) + "\n" for r in rows)
+    content = ",".join(synthetic.REFERRAL_COLUMNS) + "\n" + "".join(",".join(r.values()) + "\n" for r in rows)
     send(stack, feed, content.encode())
     assert [o["state"] for o in run(feed, demo_config)] == ["rejected"]
     failures = {(f["code"], tuple(f["columns"]), tuple(f["row_numbers"])) for f in latest_report(feed.id)["failures"]}
@@ -178,8 +181,8 @@ def test_an_invalid_nhs_number_stages_nothing(stack, demo_config, tmp_path):
     feed = demo_config.feed("health_icb")
     path = tmp_path / "landed"
     path.write_bytes(b"nhs_number,seen_on\n943 476 5919,2026-07-03\n943 476 5918,2026-07-04\n")
-    with pytest.raises(intake.FileRejected) as rejected:
-        intake.stage(warehouse.engine(), path=path, file_id=99, feed=feed, dataset=dataset, key=pseudonym_key())
+    with pytest.raises(reader.FileRejected) as rejected:
+        reader.stage(warehouse.engine(), path=path, file_id=99, feed=feed, dataset=dataset, key=pseudonym_key())
     assert [(f["code"], f["row_numbers"]) for f in rejected.value.report["failures"]] == [("FLD-004", [2])]
     assert "943" not in str(rejected.value)
     assert staging_tables() == 0
@@ -187,7 +190,7 @@ def test_an_invalid_nhs_number_stages_nothing(stack, demo_config, tmp_path):
 
 def test_without_the_pseudonym_key_nothing_is_loaded(stack, demo_config, monkeypatch):
     feed = demo_config.feed("council_child_protection")
-    send(stack, feed, generator.child_protection_csv(PERIOD, seed=SEED, n=40))
+    send(stack, feed, synthetic.child_protection_csv(PERIOD, seed=SEED, n=40))
     file_ids = ingest.fetch(feed.id, config=demo_config)
     monkeypatch.delenv("PARTNERFLOW_PSEUDONYM_KEY")
     with pytest.raises(PseudonymKeyMissing):

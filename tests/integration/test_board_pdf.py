@@ -21,12 +21,12 @@ from pypdf import PdfReader
 
 from bench.boardpack import load_periods
 from partnerflow import warehouse
-from partnerflow.calendar import Period
-from partnerflow.config import Partnership
-from partnerflow.devstack.sendgrid_sink import SendgridSink
+from partnerflow.core.config import Partnership
+from partnerflow.core.periods import Period
 from partnerflow.notify.sender import SenderSettings, send_pending
 from partnerflow.report import approval, distribution
 from partnerflow.report.boardpack import BoardPack, Edition, SentVersion, read_content, render
+from partnerflow_dev.sendgrid_sink import SendgridSink
 
 Q3 = Period.from_id("2026Q3")
 BUILT = dt.date(2026, 10, 23)

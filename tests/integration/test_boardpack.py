@@ -17,13 +17,14 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import Connection, Engine
 
-from partnerflow import clock, partitions
-from partnerflow.calendar import Period, add_working_days, due_date
-from partnerflow.config import Partnership, config_path
+from partnerflow.core import clock
+from partnerflow.core.config import Partnership, config_path
+from partnerflow.core.periods import Period, add_working_days, due_date
 from partnerflow.report import approval, distribution
 from partnerflow.report.boardpack import build_board_pack, spreadsheet_safe
 from partnerflow.report.kpis import kpi_table
 from partnerflow.report.prebrief import send_prebriefs
+from partnerflow.warehouse import partitions
 
 Q2, Q3 = Period.from_id("2026Q2"), Period.from_id("2026Q3")
 POLICE = "Blanktown Police"

@@ -20,9 +20,14 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from partnerflow import contracts, generator, ingest, intake, ledger, warehouse
-from partnerflow.calendar import Period
-from partnerflow.config import Dataset, Partnership, load_config
+from partnerflow import warehouse
+from partnerflow.contracts import suites
+from partnerflow.core.config import Dataset, Partnership, load_config
+from partnerflow.core.periods import Period
+from partnerflow.intake import reader
+from partnerflow.pipeline import ingest
+from partnerflow.warehouse import ledger
+from partnerflow_dev import synthetic
 
 PERIOD = Period(2026, 3)
 PSEUDONYM_KEY = b"test-only-key"
@@ -65,8 +70,8 @@ def _examples() -> tuple[list, list[str]]:
     cases, ids = [], []
     for dataset in DATASETS:
         try:
-            found = [(dataset, example) for example in contracts.read_examples(dataset.suite_name)]
-        except contracts.ContractError as exc:
+            found = [(dataset, example) for example in suites.read_examples(dataset.suite_name)]
+        except suites.ContractError as exc:
             cases.append(exc)
             ids.append(f"{dataset.id}-unreadable")
             continue
@@ -82,7 +87,7 @@ def stage_staged_rows(url: str, dataset: Dataset, rows: tuple[dict, ...]) -> str
     """COPY rows that are already as intake stages them (minimised) into a new staging table."""
     table = f"staging.{dataset.id}_e{next(_file_ids)}"
     columns = dataset.loaded_columns
-    ddl = ", ".join(["row_number integer NOT NULL"] + [f"{c.name} {intake.SQL_TYPES[c.type]}" for c in columns])
+    ddl = ", ".join(["row_number integer NOT NULL"] + [f"{c.name} {reader.SQL_TYPES[c.type]}" for c in columns])
     names = ", ".join(["row_number"] + [c.name for c in columns])
     with psycopg.connect(url.replace("+psycopg", "")) as conn:
         conn.execute(f"CREATE TABLE {table} ({ddl})")
@@ -96,7 +101,7 @@ def stage(url: str, dataset: Dataset, rows: list[dict], *, types: dict[str, str]
     """Minimise ``rows`` as intake does and COPY them into a new ``staging.<dataset>_f<n>`` table."""
     table = f"staging.{dataset.id}_f{next(_file_ids)}"
     columns = dataset.loaded_columns
-    types = {c.name: intake.SQL_TYPES[c.type] for c in columns} | (types or {})
+    types = {c.name: reader.SQL_TYPES[c.type] for c in columns} | (types or {})
     ddl = ", ".join(["row_number integer"] + [f"{c.name} {types[c.name]}" for c in columns])
     names = ", ".join(["row_number"] + [c.name for c in columns])
     with psycopg.connect(url.replace("+psycopg", "")) as conn:
@@ -119,29 +124,29 @@ def minimise(how: str, value):
     return value
 
 
-def failures_by_code(report: contracts.ContractReport) -> dict[str, tuple[str, int, tuple[int, ...]]]:
+def failures_by_code(report: suites.ContractReport) -> dict[str, tuple[str, int, tuple[int, ...]]]:
     return {f.code: (f.severity, f.failing_rows, f.row_numbers) for f in report.failures}
 
 
-def validate(url: str, dataset: Dataset, table: str, period: Period = PERIOD) -> contracts.ContractReport:
-    return contracts.validate_staged(warehouse_url=url, table=table, dataset=dataset, period=period)
+def validate(url: str, dataset: Dataset, table: str, period: Period = PERIOD) -> suites.ContractReport:
+    return suites.validate_staged(warehouse_url=url, table=table, dataset=dataset, period=period)
 
 
 @pytest.mark.parametrize("dataset", DATASETS, ids=lambda d: d.id)
 def test_gx_understands_every_rule_of_every_contract(dataset):
-    suite = contracts.load_suite(dataset.suite_name)
-    rules = contracts.read_rules(dataset.suite_name)
+    suite = suites.load_suite(dataset.suite_name)
+    rules = suites.read_rules(dataset.suite_name)
     assert [e.meta["code"] for e in suite.expectations] == [r.code for r in rules]
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=EXAMPLE_IDS)
 def test_every_rule_passes_and_fails_its_own_examples(staging_db, example):
     """Each rule's pass and fail case from its contract file (``meta.examples``), staged and checked."""
-    if isinstance(example, contracts.ContractError):
+    if isinstance(example, suites.ContractError):
         raise example
     dataset, case = example
     table = stage_staged_rows(staging_db, dataset, case.rows)
-    report = contracts.validate_staged(
+    report = suites.validate_staged(
         warehouse_url=staging_db,
         table=table,
         dataset=dataset,
@@ -159,16 +164,16 @@ def test_every_rule_passes_and_fails_its_own_examples(staging_db, example):
 
 
 def test_volume_is_checked_against_the_baseline_given(staging_db, referrals):
-    table = stage(staging_db, referrals, generator.referrals_rows(PERIOD, seed=20, n=100))
+    table = stage(staging_db, referrals, synthetic.referrals_rows(PERIOD, seed=20, n=100))
     unchecked = validate(staging_db, referrals, table)
-    assert unchecked.rules_checked == len(contracts.read_rules("referrals")) - 1
+    assert unchecked.rules_checked == len(suites.read_rules("referrals")) - 1
     assert unchecked.failures == ()
     for baseline in (50, 200):
-        report = contracts.validate_staged(
+        report = suites.validate_staged(
             warehouse_url=staging_db, table=table, dataset=referrals, period=PERIOD, volume_baseline=baseline
         )
         assert (report.passed, failures_by_code(report)) == (True, {})
-    report = contracts.validate_staged(
+    report = suites.validate_staged(
         warehouse_url=staging_db, table=table, dataset=referrals, period=PERIOD, volume_baseline=250
     )
     assert report.passed  # a warning: published and reported
@@ -177,15 +182,15 @@ def test_volume_is_checked_against_the_baseline_given(staging_db, referrals):
 
 
 def test_good_referrals_pass(staging_db, referrals):
-    table = stage(staging_db, referrals, generator.referrals_rows(PERIOD, seed=11))
+    table = stage(staging_db, referrals, synthetic.referrals_rows(PERIOD, seed=11))
     report = validate(staging_db, referrals, table)
-    assert report == contracts.ContractReport(passed=True, rules_checked=12, rows_checked=400, failures=())
+    assert report == suites.ContractReport(passed=True, rules_checked=12, rows_checked=400, failures=())
 
 
 def test_defective_referrals_fail_with_codes_counts_and_rows(staging_db, referrals):
-    rows = generator.referrals_rows(PERIOD, seed=11, defects=True)
+    rows = synthetic.referrals_rows(PERIOD, seed=11, defects=True)
     report = validate(staging_db, referrals, stage(staging_db, referrals, rows))
-    defects = generator.REFERRAL_DEFECTS
+    defects = synthetic.REFERRAL_DEFECTS
     assert not report.passed
     assert failures_by_code(report) == {
         "REF-006": ("error", 3, defects["unknown_referral_source"]),
@@ -199,13 +204,13 @@ def test_defective_referrals_fail_with_codes_counts_and_rows(staging_db, referra
 
 
 def test_the_period_bounds_come_from_the_period_validated(staging_db, referrals):
-    table = stage(staging_db, referrals, generator.referrals_rows(PERIOD, seed=12, n=50))
+    table = stage(staging_db, referrals, synthetic.referrals_rows(PERIOD, seed=12, n=50))
     report = validate(staging_db, referrals, table, period=PERIOD.next())
     assert failures_by_code(report)["REF-008"][1] == 50
 
 
 def test_warnings_alone_still_pass(staging_db, referrals):
-    rows = generator.referrals_rows(PERIOD, seed=13, n=60)
+    rows = synthetic.referrals_rows(PERIOD, seed=13, n=60)
     row = next(r for r in rows if r["assessment_start_date"])
     referral_date = dt.date.fromisoformat(row["referral_date"])
     row["assessment_start_date"] = (referral_date - dt.timedelta(days=1)).isoformat()
@@ -216,7 +221,7 @@ def test_warnings_alone_still_pass(staging_db, referrals):
 
 
 def test_missing_and_repeated_values(staging_db, referrals):
-    rows = generator.referrals_rows(PERIOD, seed=14, n=60)
+    rows = synthetic.referrals_rows(PERIOD, seed=14, n=60)
     rows[9]["referral_id"] = rows[4]["referral_id"]
     rows[19]["child_id"] = ""
     rows[29]["nfa"] = "y"
@@ -231,15 +236,15 @@ def test_missing_and_repeated_values(staging_db, referrals):
 
 
 def test_police_returns(staging_db, police_ppn):
-    good = generator.police_ppn_records(PERIOD, seed=15)
+    good = synthetic.police_ppn_records(PERIOD, seed=15)
     report = validate(staging_db, police_ppn, stage(staging_db, police_ppn, good))
-    assert report == contracts.ContractReport(passed=True, rules_checked=8, rows_checked=4, failures=())
+    assert report == suites.ContractReport(passed=True, rules_checked=8, rows_checked=4, failures=())
 
-    bad = generator.police_ppn_records(PERIOD, seed=15, defects=True)
+    bad = synthetic.police_ppn_records(PERIOD, seed=15, defects=True)
     report = validate(staging_db, police_ppn, stage(staging_db, police_ppn, bad))
     assert failures_by_code(report) == {
-        "PPN-005": ("error", 1, generator.POLICE_PPN_DEFECTS["unknown_grade"]),
-        "PPN-006": ("error", 1, generator.POLICE_PPN_DEFECTS["negative_value"]),
+        "PPN-005": ("error", 1, synthetic.POLICE_PPN_DEFECTS["unknown_grade"]),
+        "PPN-006": ("error", 1, synthetic.POLICE_PPN_DEFECTS["negative_value"]),
     }
 
     repeated = good + [dict(good[0]), {"measure_code": "PPN_ADULT", "grade": "H", "value": 3}]
@@ -254,8 +259,8 @@ def test_police_returns(staging_db, police_ppn):
 
 def test_no_values_in_the_report_or_the_logs(staging_db, referrals, caplog, capsys):
     caplog.set_level(logging.DEBUG)
-    rows = generator.referrals_rows(PERIOD, seed=16, defects=True)
-    for number in generator.REFERRAL_DEFECTS["unknown_referral_source"]:
+    rows = synthetic.referrals_rows(PERIOD, seed=16, defects=True)
+    for number in synthetic.REFERRAL_DEFECTS["unknown_referral_source"]:
         rows[number - 1]["referral_source"] = CANARY
     rows[5]["referral_id"] = rows[6]["referral_id"]  # a repeated id: its pseudonym must not leak either
     table = stage(staging_db, referrals, rows)
@@ -269,7 +274,7 @@ def test_no_values_in_the_report_or_the_logs(staging_db, referrals, caplog, caps
         secrets |= {row[c] for c in ("referral_date", "assessment_start_date", "assessment_authorised_date")}
     secrets.discard("")
     stored = report.to_json()
-    assert contracts.ContractReport.from_json(stored) == report
+    assert suites.ContractReport.from_json(stored) == report
     out, err = capsys.readouterr()
     for place, text in (("report", stored), ("logs", caplog.text), ("stdout", out), ("stderr", err)):
         leaked = sorted(s for s in secrets if s in text)
@@ -278,11 +283,11 @@ def test_no_values_in_the_report_or_the_logs(staging_db, referrals, caplog, caps
 
 
 def test_a_misspelled_expectation_type_is_refused(tmp_path):
-    suite = json.loads(contracts.contract_path("referrals").read_text())
+    suite = json.loads(suites.contract_path("referrals").read_text())
     suite["expectations"][5]["type"] = "expect_column_values_to_be_in_sett"
     (tmp_path / "referrals.json").write_text(json.dumps(suite))
-    with pytest.raises(contracts.ContractError, match=r"rule REF-006: GX does not understand"):
-        contracts.load_suite("referrals", directory=tmp_path)
+    with pytest.raises(suites.ContractError, match=r"rule REF-006: GX does not understand"):
+        suites.load_suite("referrals", directory=tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -296,46 +301,46 @@ def test_a_misspelled_expectation_type_is_refused(tmp_path):
     ],
 )
 def test_malformed_rules_are_refused(tmp_path, change, complaint):
-    suite = json.loads(contracts.contract_path("referrals").read_text())
+    suite = json.loads(suites.contract_path("referrals").read_text())
     change(suite["expectations"][5])
     (tmp_path / "referrals.json").write_text(json.dumps(suite))
-    with pytest.raises(contracts.ContractError, match=complaint):
-        contracts.load_suite("referrals", directory=tmp_path)
+    with pytest.raises(suites.ContractError, match=complaint):
+        suites.load_suite("referrals", directory=tmp_path)
 
 
 def test_repeated_codes_and_unknown_parameters_are_refused(tmp_path):
-    suite = json.loads(contracts.contract_path("referrals").read_text())
+    suite = json.loads(suites.contract_path("referrals").read_text())
     suite["expectations"][1]["meta"]["code"] = "REF-001"
     (tmp_path / "referrals.json").write_text(json.dumps(suite))
-    with pytest.raises(contracts.ContractError, match="repeated: REF-001"):
-        contracts.read_rules("referrals", directory=tmp_path)
+    with pytest.raises(suites.ContractError, match="repeated: REF-001"):
+        suites.read_rules("referrals", directory=tmp_path)
 
-    suite = json.loads(contracts.contract_path("referrals").read_text())
+    suite = json.loads(suites.contract_path("referrals").read_text())
     suite["expectations"][7]["kwargs"]["min_value"] = {"$PARAMETER": "period_begin"}
     (tmp_path / "referrals.json").write_text(json.dumps(suite))
-    with pytest.raises(contracts.ContractError, match="unknown \\$PARAMETER"):
-        contracts.read_rules("referrals", directory=tmp_path)
+    with pytest.raises(suites.ContractError, match="unknown \\$PARAMETER"):
+        suites.read_rules("referrals", directory=tmp_path)
 
 
 def test_a_type_mismatch_is_an_engineers_problem(staging_db, police_ppn, caplog):
     caplog.set_level(logging.DEBUG)
-    records = generator.police_ppn_records(PERIOD, seed=17)
+    records = synthetic.police_ppn_records(PERIOD, seed=17)
     records[0]["value"] = CANARY
     table = stage(staging_db, police_ppn, records, types={"value": "text"})
-    with pytest.raises(contracts.ContractConfigurationError, match="rule PPN-006") as raised:
+    with pytest.raises(suites.ContractConfigurationError, match="rule PPN-006") as raised:
         validate(staging_db, police_ppn, table)
     assert CANARY not in str(raised.value) and CANARY not in caplog.text
 
 
 def test_a_missing_table_is_an_engineers_problem(staging_db, police_ppn):
-    with pytest.raises(contracts.ContractConfigurationError, match="staging.police_ppn_f0"):
+    with pytest.raises(suites.ContractConfigurationError, match="staging.police_ppn_f0"):
         validate(staging_db, police_ppn, "staging.police_ppn_f0")
 
 
 def test_no_connections_are_left_open(staging_db, police_ppn):
-    good = stage(staging_db, police_ppn, generator.police_ppn_records(PERIOD, seed=19))
+    good = stage(staging_db, police_ppn, synthetic.police_ppn_records(PERIOD, seed=19))
     validate(staging_db, police_ppn, good)
-    with pytest.raises(contracts.ContractConfigurationError):
+    with pytest.raises(suites.ContractConfigurationError):
         validate(staging_db, police_ppn, "staging.police_ppn_f0")
     with psycopg.connect(staging_db.replace("+psycopg", "")) as conn:
         others = conn.execute(
@@ -346,8 +351,8 @@ def test_no_connections_are_left_open(staging_db, police_ppn):
 
 def test_validation_time_and_row_number_cap(staging_db, referrals):
     """Prints timings (run with -s); asserts only behaviour."""
-    small = stage(staging_db, referrals, generator.referrals_rows(PERIOD, seed=18))
-    rows = generator.referrals_rows(PERIOD, seed=18, n=100_000)
+    small = stage(staging_db, referrals, synthetic.referrals_rows(PERIOD, seed=18))
+    rows = synthetic.referrals_rows(PERIOD, seed=18, n=100_000)
     for row in rows[1000:2500]:
         row["referral_source"] = "11"
     large = stage(staging_db, referrals, rows)
@@ -364,7 +369,7 @@ def test_validation_time_and_row_number_cap(staging_db, referrals):
     assert report.rows_checked == 100_000
     (failure,) = report.failures
     assert (failure.code, failure.failing_rows) == ("REF-006", 1500)
-    assert len(failure.row_numbers) == contracts.ROW_NUMBERS_CAP
+    assert len(failure.row_numbers) == suites.ROW_NUMBERS_CAP
     assert set(failure.row_numbers) <= set(range(1001, 2501))
 
 
@@ -390,9 +395,9 @@ def test_a_configuration_error_goes_to_engineers_and_leaves_the_file_received(pa
     """An engineer made police ``value`` text in the configuration but not in the contract: GX cannot compare
     text with 0. The task fails (Airflow retries, then alerts engineers); the partner hears nothing."""
     broken = _with_column_type(demo_config, "police_ppn", "value", "text")
-    partner_api.partner_api.submit("ppn", PERIOD.id, generator.police_ppn_records(PERIOD, seed=21))
+    partner_api.partner_api.submit("ppn", PERIOD.id, synthetic.police_ppn_records(PERIOD, seed=21))
     file_ids = ingest.fetch("police_ppn", period_id=PERIOD.id, config=broken)
-    with pytest.raises(contracts.ContractConfigurationError, match="rule PPN-006"):
+    with pytest.raises(suites.ContractConfigurationError, match="rule PPN-006"):
         ingest.decide("police_ppn", file_ids, config=broken)
 
     assert _one("SELECT state FROM ops.received_files") == ("received",)
@@ -410,10 +415,10 @@ def test_a_configuration_error_goes_to_engineers_and_leaves_the_file_received(pa
 
 def test_the_volume_baseline_is_the_last_published_return(partner_api, demo_config, police_ppn):
     with warehouse.engine().connect() as conn:
-        assert contracts.last_accepted_volume(conn, feed_id="police_ppn", dataset=police_ppn) is None
+        assert suites.last_accepted_volume(conn, feed_id="police_ppn", dataset=police_ppn) is None
     for period, seed in ((PERIOD, 22), (PERIOD.next(), 23)):
-        partner_api.partner_api.submit("ppn", period.id, generator.police_ppn_records(period, seed=seed))
+        partner_api.partner_api.submit("ppn", period.id, synthetic.police_ppn_records(period, seed=seed))
         ingest.decide("police_ppn", ingest.fetch("police_ppn", period_id=period.id, config=demo_config))
-    latest = sum(int(r["value"]) for r in generator.police_ppn_records(PERIOD.next(), seed=23))
+    latest = sum(int(r["value"]) for r in synthetic.police_ppn_records(PERIOD.next(), seed=23))
     with warehouse.engine().connect() as conn:
-        assert contracts.last_accepted_volume(conn, feed_id="police_ppn", dataset=police_ppn) == latest
+        assert suites.last_accepted_volume(conn, feed_id="police_ppn", dataset=police_ppn) == latest

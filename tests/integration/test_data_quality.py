@@ -14,9 +14,11 @@ import os
 import pytest
 import sqlalchemy as sa
 
-from partnerflow import contracts, ingest, quality, warehouse
-from partnerflow.calendar import Period
-from partnerflow.generator import REFERRAL_COLUMNS, police_ppn_records, referrals_csv, referrals_rows
+from partnerflow import warehouse
+from partnerflow.contracts import quality, suites
+from partnerflow.core.periods import Period
+from partnerflow.pipeline import ingest
+from partnerflow_dev.synthetic import REFERRAL_COLUMNS, police_ppn_records, referrals_csv, referrals_rows
 
 PERIOD = Period.from_id("2026Q3")
 
@@ -54,8 +56,8 @@ def _records(period_id: str | None = None) -> dict[tuple[str, str], quality.Subm
 
 
 def test_quality_of_each_submission(stack, demo_config):
-    referral_rules = len(contracts.read_rules("referrals")) - 1  # no earlier return: volume not checked
-    police_rules = len(contracts.read_rules("police_ppn")) - 1
+    referral_rules = len(suites.read_rules("referrals")) - 1  # no earlier return: volume not checked
+    police_rules = len(suites.read_rules("police_ppn")) - 1
 
     assert [o["state"] for o in _send_referrals(stack, demo_config, referrals_csv(PERIOD, seed=31, defects=True))] == [
         "rejected"
@@ -100,7 +102,7 @@ def test_quality_of_each_submission(stack, demo_config):
         rejected = conn.execute(
             sa.text("SELECT error_codes, warning_codes, rows_with_warnings FROM marts.file_quality ORDER BY file_id")
         ).first()
-        baseline = contracts.last_accepted_volume(
+        baseline = suites.last_accepted_volume(
             conn, feed_id="council_referrals", dataset=demo_config.dataset("referrals")
         )
     assert (sorted(rejected.error_codes), rejected.warning_codes, rejected.rows_with_warnings) == (

@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from partnerflow import clock
-from partnerflow.calendar import Period, due_date
-from partnerflow.config import FeedCalendar, LadderOverride, Partnership
-from partnerflow.deadlines import run_day, run_ladder
+from partnerflow.chasing.ladder import run_day, run_ladder
+from partnerflow.core import clock
+from partnerflow.core.config import FeedCalendar, LadderOverride, Partnership
+from partnerflow.core.periods import Period, due_date
 
 Q3 = Period.from_id("2026Q3")
 # For 2026Q3 (ends Wed 30 Sep 2026) with the demo calendar: due 15 working days later; the ladder at

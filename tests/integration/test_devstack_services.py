@@ -30,10 +30,10 @@ from python_http_client.exceptions import (
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Attachment, Mail
 
-from partnerflow.devstack.partner_api import ApiFault, PartnerApi
-from partnerflow.devstack.postgres import EmbeddedPostgres
-from partnerflow.devstack.sendgrid_sink import MailFault, SendgridSink
-from partnerflow.devstack.sftp_server import KeyPaths, SftpServer, ensure_keys
+from partnerflow_dev.partner_api import ApiFault, PartnerApi
+from partnerflow_dev.postgres import EmbeddedPostgres
+from partnerflow_dev.sendgrid_sink import MailFault, SendgridSink
+from partnerflow_dev.sftp_server import KeyPaths, SftpServer, ensure_keys
 
 HOST = "127.0.0.1"
 

@@ -8,10 +8,12 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from partnerflow import clock, digest, warehouse
-from partnerflow.calendar import Period
-from partnerflow.config import Partnership
-from partnerflow.deadlines import run_ladder
+from partnerflow import warehouse
+from partnerflow.chasing import digest
+from partnerflow.chasing.ladder import run_ladder
+from partnerflow.core import clock
+from partnerflow.core.config import Partnership
+from partnerflow.core.periods import Period
 from tests.integration.ladder_world import (
     MIDDAY,
     WARNING_FAILURE,

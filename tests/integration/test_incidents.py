@@ -11,10 +11,12 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy as sa
 
-from partnerflow import clock, incidents, warehouse
-from partnerflow.alerts import OutboxFailureAlert, OutboxRecoveryNotice, incident_period
-from partnerflow.config import Partnership
-from partnerflow.devstack.sendgrid_sink import SendgridSink
+from partnerflow import warehouse
+from partnerflow.airflow.callbacks import OutboxFailureAlert, OutboxRecoveryNotice, incident_period
+from partnerflow.core import clock
+from partnerflow.core.config import Partnership
+from partnerflow.notify import incidents
+from partnerflow_dev.sendgrid_sink import SendgridSink
 from tests.integration.ladder_world import outbox
 
 API_KEY = "SG.incidents.test"

@@ -12,9 +12,10 @@ import os
 import pytest
 import sqlalchemy as sa
 
-from partnerflow import ingest, warehouse
-from partnerflow.calendar import Period
-from partnerflow.generator import police_ppn_records, referrals_csv
+from partnerflow import warehouse
+from partnerflow.core.periods import Period
+from partnerflow.pipeline import ingest
+from partnerflow_dev.synthetic import police_ppn_records, referrals_csv
 
 PERIOD = Period.from_id("2026Q3")
 

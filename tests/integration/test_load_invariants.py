@@ -20,9 +20,11 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from partnerflow import ingest, partitions, warehouse
-from partnerflow.calendar import Period
-from partnerflow.generator import referrals_csv
+from partnerflow import warehouse
+from partnerflow.core.periods import Period
+from partnerflow.pipeline import ingest
+from partnerflow.warehouse import partitions
+from partnerflow_dev.synthetic import referrals_csv
 from tests.integration.transport_stack import (
     SFTP_FEED,
     assert_every_file_accounted_for,
@@ -205,7 +207,8 @@ def test_postgres_connection_killed_mid_copy_leaves_nothing_and_a_rerun_publishe
 # A decide run that reports the moment its publish has committed, then waits to be killed.
 _DECIDE_THEN_WAIT = """
 import sys
-from partnerflow import ingest, publish
+from partnerflow.pipeline import ingest
+from partnerflow.warehouse import publish
 
 def committed(outcome, feed):
     print("committed", flush=True)

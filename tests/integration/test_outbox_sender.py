@@ -16,13 +16,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from partnerflow.calendar import Period
-from partnerflow.config import Partnership, Person, load_config
-from partnerflow.devstack.sendgrid_sink import MailFault, SendgridSink
-from partnerflow.devstack.smtp_sink import SmtpSink
+from partnerflow.core.config import Partnership, Person, load_config
+from partnerflow.core.periods import Period
 from partnerflow.notify import messages
 from partnerflow.notify.outbox import Message, enqueue
 from partnerflow.notify.sender import SenderSettings, SendgridCredentialsRejected, SendSummary, send_pending
+from partnerflow_dev.sendgrid_sink import MailFault, SendgridSink
+from partnerflow_dev.smtp_sink import SmtpSink
 
 API_KEY = "SG.test-key.partnerflow"
 PERIOD = Period.from_id("2026Q3")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from partnerflow import partitions
-from partnerflow.intake import SQL_TYPES
+from partnerflow.intake.reader import SQL_TYPES
+from partnerflow.warehouse import partitions
 
 
 def test_every_dataset_stages_the_column_types_of_its_core_table(engine, demo_config):

@@ -14,12 +14,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from partnerflow.calendar import add_working_days
-from partnerflow.config import Partnership
-from partnerflow.devstack.sendgrid_sink import SendgridSink
+from partnerflow.core.config import Partnership
+from partnerflow.core.periods import add_working_days
 from partnerflow.notify.sender import SenderSettings, send_pending
 from partnerflow.report import distribution
 from partnerflow.report.prebrief import PREBRIEF, prebriefs_sent, send_prebriefs
+from partnerflow_dev.sendgrid_sink import SendgridSink
 from tests.integration.test_boardpack import Q3, as_of, load_two_quarters, two_feed_partnership
 
 API_KEY = "SG.prebrief-test"

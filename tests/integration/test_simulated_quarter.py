@@ -21,13 +21,14 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from partnerflow import clock, warehouse
-from partnerflow.calendar import Period
-from partnerflow.config import Partnership
-from partnerflow.deadlines import run_ladder
-from partnerflow.devstack.postgres import EmbeddedPostgres
-from partnerflow.devstack.sendgrid_sink import SendgridSink
+from partnerflow import warehouse
+from partnerflow.chasing.ladder import run_ladder
+from partnerflow.core import clock
+from partnerflow.core.config import Partnership
+from partnerflow.core.periods import Period
 from partnerflow.notify.sender import SenderSettings, send_pending
+from partnerflow_dev.postgres import EmbeddedPostgres
+from partnerflow_dev.sendgrid_sink import SendgridSink
 from tests.integration.ladder_world import MIDDAY, accept, at, days, four_partners, outbox, reject
 
 Q3 = Period.from_id("2026Q3")

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from partnerflow import contracts, generator, warehouse
-from partnerflow.calendar import Period
-from partnerflow.cli import main
+from partnerflow import warehouse
+from partnerflow.cli.main import main
+from partnerflow.contracts import suites
+from partnerflow.core.periods import Period
+from partnerflow_dev import synthetic
 
 PERIOD = Period.from_id("2026Q3")
 SEED = 41
@@ -29,17 +31,17 @@ def returns(tmp_path: Path) -> Path:
     """Partners' returns as they would email them to an engineer: defective and good referrals, police JSON."""
     folder = tmp_path / "returns"
     folder.mkdir()
-    (folder / "referrals_2026Q3.csv").write_bytes(generator.referrals_csv(PERIOD, seed=SEED, defects=True))
-    (folder / "referrals_good_2026Q3.csv").write_bytes(generator.referrals_csv(PERIOD, seed=SEED))
-    records = generator.police_ppn_records(PERIOD, seed=SEED, defects=True)
+    (folder / "referrals_2026Q3.csv").write_bytes(synthetic.referrals_csv(PERIOD, seed=SEED, defects=True))
+    (folder / "referrals_good_2026Q3.csv").write_bytes(synthetic.referrals_csv(PERIOD, seed=SEED))
+    records = synthetic.police_ppn_records(PERIOD, seed=SEED, defects=True)
     (folder / "ppn_2026Q3.json").write_text(json.dumps(records))
     (folder / "ppn_page.json").write_text(json.dumps({"page": 1, "total_pages": 1, "records": records}))
-    (folder / "referrals.csv").write_bytes(generator.referrals_csv(PERIOD, seed=SEED, n=30))
+    (folder / "referrals.csv").write_bytes(synthetic.referrals_csv(PERIOD, seed=SEED, n=30))
     return folder
 
 
 def personal_values() -> set[str]:
-    rows = generator.referrals_rows(PERIOD, seed=SEED, defects=True)
+    rows = synthetic.referrals_rows(PERIOD, seed=SEED, defects=True)
     return {row[c] for row in rows for c in IDENTIFYING if row[c]}
 
 
@@ -77,13 +79,13 @@ def test_a_defective_file_gets_the_partners_report_and_nothing_is_kept(warehouse
     assert code == 1
     assert "council_referrals: referrals_2026Q3.csv for Q2 2026/27 (Jul–Sep 2026)" in out
     assert "Checked 400 rows against" in out
-    defects = generator.REFERRAL_DEFECTS
+    defects = synthetic.REFERRAL_DEFECTS
     assert "ERROR   REF-006  referral_source: 3 rows of 400" in out
     assert "    rows " + ", ".join(map(str, defects["unknown_referral_source"])) in out
     assert "ERROR   REF-008  referral_date: 1 row of 400" in out
     assert "ERROR   REF-010  assessment_start_date, assessment_authorised_date: 2 rows of 400" in out
     assert "WARNING REF-011" in out
-    assert contracts.read_rules("referrals")[5].message in out  # the partner's own words
+    assert suites.read_rules("referrals")[5].message in out  # the partner's own words
     assert out.rstrip().endswith("Result: would be REJECTED: 3 errors and 1 warning.")
 
     leaked = sorted(v for v in personal_values() if v in out or v in err)
@@ -121,8 +123,8 @@ def test_an_api_return_given_as_records_or_a_page(warehouse_url, returns, capsys
     report = json.loads(out)
     assert report["rows_checked"] == 4
     assert {f["code"]: f["row_numbers"] for f in report["failures"]} == {
-        "PPN-005": list(generator.POLICE_PPN_DEFECTS["unknown_grade"]),
-        "PPN-006": list(generator.POLICE_PPN_DEFECTS["negative_value"]),
+        "PPN-005": list(synthetic.POLICE_PPN_DEFECTS["unknown_grade"]),
+        "PPN-006": list(synthetic.POLICE_PPN_DEFECTS["negative_value"]),
     }
 
 
@@ -144,7 +146,7 @@ def test_engineers_problems_exit_2_with_a_reason(warehouse_url, returns, tmp_pat
 
     drafts = tmp_path / "drafts"
     drafts.mkdir()
-    suite = json.loads(contracts.contract_path("referrals").read_text())
+    suite = json.loads(suites.contract_path("referrals").read_text())
     suite["expectations"][5]["type"] = "expect_column_values_to_be_in_sett"
     (drafts / "referrals.json").write_text(json.dumps(suite))
     assert (
@@ -160,7 +162,7 @@ def test_anywhere_without_a_warehouse_or_a_key(returns, tmp_path):
     env["PARTNERFLOW_VAR"] = str(tmp_path / "var")
     leftovers = set(Path(tempfile.gettempdir()).glob("partnerflow-validate-*"))
     result = subprocess.run(
-        [sys.executable, "-m", "partnerflow.cli", "validate", "council_referrals", "referrals_2026Q3.csv"],
+        [sys.executable, "-m", "partnerflow.cli.main", "validate", "council_referrals", "referrals_2026Q3.csv"],
         cwd=returns,
         env=env,
         capture_output=True,

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from partnerflow import warehouse
-from partnerflow.config import Feed, Partnership
-from partnerflow.devstack.stack import DevStack
+from partnerflow.core.config import Feed, Partnership
+from partnerflow_dev.stack import DevStack
 
 SFTP_FEED = "council_referrals"
 HTTP_FEED = "police_ppn"

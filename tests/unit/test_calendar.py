@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from partnerflow import cli
-from partnerflow.calendar import (
+from partnerflow.cli import main
+from partnerflow.core.config import ConfigError, FeedCalendar, LadderOverride, config_path, load_config, partnership
+from partnerflow.core.periods import (
     MONTH,
     PERIOD_ID_PATTERN,
     TERM,
@@ -22,7 +23,6 @@ from partnerflow.calendar import (
     schedule,
     working_days_between,
 )
-from partnerflow.config import ConfigError, FeedCalendar, LadderOverride, config_path, load_config, partnership
 
 
 def test_period_ids_and_labels():
@@ -152,15 +152,15 @@ def test_the_calendar_command(capsys, monkeypatch, var):
     monkeypatch.setenv("PARTNERFLOW_CONFIG", str(config_path()))
     partnership.cache_clear()
     try:
-        assert cli.main(["calendar", "--from", "2026-10-14", "--to", "2026-10-21", "--feed", "police_ppn"]) == 0
+        assert main.main(["calendar", "--from", "2026-10-14", "--to", "2026-10-21", "--feed", "police_ppn"]) == 0
         out = capsys.readouterr().out
         assert "Wed 14 Oct 2026  advance reminder  Q2 2026/27: police_ppn" in out
         assert "Wed 21 Oct 2026  return due" in out
-        assert cli.main(["calendar", "--which", "referrals_2026Q3.csv"]) == 0
+        assert main.main(["calendar", "--which", "referrals_2026Q3.csv"]) == 0
         assert capsys.readouterr().out.strip() == (
             "referrals_2026Q3.csv is council_referrals's return for Q2 2026/27 (Jul–Sep 2026), due Wed 21 Oct 2026"
         )
-        assert cli.main(["calendar", "--which", "notes.txt", "--feed", "council_referrals"]) == 1
+        assert main.main(["calendar", "--which", "notes.txt", "--feed", "council_referrals"]) == 1
         assert "referrals_{period}.csv" in capsys.readouterr().err
     finally:
         partnership.cache_clear()

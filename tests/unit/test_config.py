@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from partnerflow.cli import main
-from partnerflow.config import ConfigError, load_config
+from partnerflow.cli.main import main
+from partnerflow.core.config import ConfigError, load_config
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "partnership.yaml"
 

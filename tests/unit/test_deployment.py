@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from partnerflow.config import Partnership, SftpTransport
+from partnerflow.core.config import Partnership, SftpTransport
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
@@ -67,8 +67,8 @@ def env_example() -> dict[str, str]:
 @pytest.fixture
 def dev_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_config: Partnership) -> dict[str, str]:
     """What ``DevStack.environment()`` gives every partnerflow process (its servers' ports faked, not started)."""
-    from partnerflow.devstack import _http, postgres, sftp_server, smtp_sink
-    from partnerflow.devstack.stack import DevStack
+    from partnerflow_dev import _http, postgres, sftp_server, smtp_sink
+    from partnerflow_dev.stack import DevStack
 
     for server in (postgres.EmbeddedPostgres, sftp_server.SftpServer, _http.BackgroundHttpServer, smtp_sink.SmtpSink):
         monkeypatch.setattr(server, "port", property(lambda self: 2222))

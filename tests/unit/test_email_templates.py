@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from partnerflow.calendar import Period
-from partnerflow.config import Partnership, load_config
+from partnerflow.core.config import Partnership, load_config
+from partnerflow.core.periods import Period
 from partnerflow.notify import messages
 from partnerflow.notify.outbox import Attachment, Message
 

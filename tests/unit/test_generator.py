@@ -10,10 +10,10 @@ import json
 import openpyxl
 import pytest
 
-from partnerflow import generator
-from partnerflow.calendar import Period, add_working_days, working_days_between
-from partnerflow.config import load_config
-from partnerflow.paths import repo_path
+from partnerflow.core.config import load_config
+from partnerflow.core.paths import repo_path
+from partnerflow.core.periods import Period, add_working_days, working_days_between
+from partnerflow_dev import synthetic
 
 PERIOD = Period(2026, 3)
 
@@ -33,30 +33,30 @@ def day(value: str) -> dt.date | None:
 
 
 def test_same_seed_same_rows_and_bytes():
-    assert generator.referrals_rows(PERIOD, seed=7) == generator.referrals_rows(PERIOD, seed=7)
-    assert generator.referrals_csv(PERIOD, seed=7, defects=True) == generator.referrals_csv(
+    assert synthetic.referrals_rows(PERIOD, seed=7) == synthetic.referrals_rows(PERIOD, seed=7)
+    assert synthetic.referrals_csv(PERIOD, seed=7, defects=True) == synthetic.referrals_csv(
         PERIOD, seed=7, defects=True
     )
-    assert generator.police_ppn_records(PERIOD, seed=7) == generator.police_ppn_records(PERIOD, seed=7)
+    assert synthetic.police_ppn_records(PERIOD, seed=7) == synthetic.police_ppn_records(PERIOD, seed=7)
 
 
 def test_different_seed_or_period_different_rows():
-    rows = generator.referrals_rows(PERIOD, seed=7)
-    assert rows != generator.referrals_rows(PERIOD, seed=8)
-    assert rows != generator.referrals_rows(PERIOD.next(), seed=7)
+    rows = synthetic.referrals_rows(PERIOD, seed=7)
+    assert rows != synthetic.referrals_rows(PERIOD, seed=8)
+    assert rows != synthetic.referrals_rows(PERIOD.next(), seed=7)
 
 
 def test_referral_rows_have_the_dataset_columns_in_order():
-    rows = generator.referrals_rows(PERIOD, seed=1, n=25)
+    rows = synthetic.referrals_rows(PERIOD, seed=1, n=25)
     assert len(rows) == 25
-    assert list(generator.REFERRAL_COLUMNS) == dataset_columns("referrals")
+    assert list(synthetic.REFERRAL_COLUMNS) == dataset_columns("referrals")
     columns = dataset_columns("referrals")
     assert all(list(row) == columns for row in rows)
     assert all(isinstance(value, str) for row in rows for value in row.values())
 
 
 def test_referral_values_are_plausible_and_valid():
-    rows = generator.referrals_rows(PERIOD, seed=3, n=2000)
+    rows = synthetic.referrals_rows(PERIOD, seed=3, n=2000)
     sources = set(contract_value_set("referrals", "REF-006"))
     assert {row["referral_source"] for row in rows} <= sources
     assert {row["nfa"] for row in rows} == {"Y", "N"}
@@ -80,7 +80,7 @@ def test_referral_values_are_plausible_and_valid():
 
 
 def test_assessment_timeliness_and_missing_dates_are_realistic():
-    rows = generator.referrals_rows(PERIOD, seed=3, n=2000)
+    rows = synthetic.referrals_rows(PERIOD, seed=3, n=2000)
     started = [row for row in rows if row["assessment_start_date"]]
     done = [row for row in started if row["assessment_authorised_date"]]
     late = [
@@ -94,9 +94,9 @@ def test_assessment_timeliness_and_missing_dates_are_realistic():
 
 
 def test_children_keep_their_ids_across_periods():
-    earlier = [generator.referrals_rows(p, seed=5) for p in (PERIOD.previous(), PERIOD.previous().previous())]
+    earlier = [synthetic.referrals_rows(p, seed=5) for p in (PERIOD.previous(), PERIOD.previous().previous())]
     known = {row["child_id"]: row for rows in earlier for row in rows}
-    now = generator.referrals_rows(PERIOD, seed=5)
+    now = synthetic.referrals_rows(PERIOD, seed=5)
     again = [row for row in now if row["child_id"] in known]
     assert 0.08 < len(again) / len(now) < 0.3
     for row in again:
@@ -109,17 +109,17 @@ def test_children_keep_their_ids_across_periods():
 
 
 def test_csv_round_trips_with_header():
-    data = generator.referrals_csv(PERIOD, seed=2, n=60)
+    data = synthetic.referrals_csv(PERIOD, seed=2, n=60)
     assert data.startswith(b"referral_id,child_id,child_name,")
     parsed = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
-    assert parsed == generator.referrals_rows(PERIOD, seed=2, n=60)
+    assert parsed == synthetic.referrals_rows(PERIOD, seed=2, n=60)
 
 
 def test_referral_defects_are_where_the_generator_says():
-    good = generator.referrals_rows(PERIOD, seed=4, n=100)
-    bad = generator.referrals_rows(PERIOD, seed=4, n=100, defects=True)
+    good = synthetic.referrals_rows(PERIOD, seed=4, n=100)
+    bad = synthetic.referrals_rows(PERIOD, seed=4, n=100, defects=True)
     sources = set(contract_value_set("referrals", "REF-006"))
-    defects = generator.REFERRAL_DEFECTS
+    defects = synthetic.REFERRAL_DEFECTS
     planted = {r for rows in defects.values() for r in rows}
     changed = {number for number, (a, b) in enumerate(zip(good, bad, strict=True), start=1) if a != b}
     assert changed == planted
@@ -144,27 +144,27 @@ def test_referral_defects_are_where_the_generator_says():
 
 def test_defects_need_enough_rows():
     with pytest.raises(ValueError, match="n >= 41"):
-        generator.referrals_rows(PERIOD, seed=1, n=20, defects=True)
+        synthetic.referrals_rows(PERIOD, seed=1, n=20, defects=True)
 
 
 def test_police_records_shape_and_defects():
-    records = generator.police_ppn_records(PERIOD, seed=9)
+    records = synthetic.police_ppn_records(PERIOD, seed=9)
     assert all(list(record) == dataset_columns("police_ppn") for record in records)
     pairs = [[r["measure_code"], r["grade"]] for r in records]
     assert sorted(pairs) == sorted(contract_value_set("police_ppn", "PPN-005"))
     assert all(isinstance(r["value"], int) and r["value"] >= 0 for r in records)
 
-    bad = generator.police_ppn_records(PERIOD, seed=9, defects=True)
+    bad = synthetic.police_ppn_records(PERIOD, seed=9, defects=True)
     negative = tuple(i for i, r in enumerate(bad, start=1) if r["value"] < 0)
     unknown = tuple(i for i, r in enumerate(bad, start=1) if r["grade"] not in {"H", "M", "L", "A"})
-    assert negative == generator.POLICE_PPN_DEFECTS["negative_value"]
-    assert unknown == generator.POLICE_PPN_DEFECTS["unknown_grade"]
+    assert negative == synthetic.POLICE_PPN_DEFECTS["negative_value"]
+    assert unknown == synthetic.POLICE_PPN_DEFECTS["unknown_grade"]
 
 
 def test_fast_working_days_match_the_calendar():
     start = dt.date(2026, 12, 20)
     for n in (0, 1, 5, 45, 90):
-        assert generator._add_working_days(start, n) == add_working_days(start, n)
+        assert synthetic._add_working_days(start, n) == add_working_days(start, n)
 
 
 # --- the other feeds of the demo partnership ---------------------------------------------------------
@@ -182,35 +182,35 @@ ALL_DATASETS = (
 
 @pytest.mark.parametrize("dataset_id", ALL_DATASETS)
 def test_sample_return_is_deterministic_for_every_dataset(dataset_id):
-    good = generator.sample_return(dataset_id, PERIOD, seed=7)
-    assert good == generator.sample_return(dataset_id, PERIOD, seed=7)
-    assert good != generator.sample_return(dataset_id, PERIOD, seed=8)
-    assert good != generator.sample_return(dataset_id, PERIOD, seed=7, defects=True)
-    assert generator.sample_return(dataset_id, PERIOD, seed=7, defects=True) == generator.sample_return(
+    good = synthetic.sample_return(dataset_id, PERIOD, seed=7)
+    assert good == synthetic.sample_return(dataset_id, PERIOD, seed=7)
+    assert good != synthetic.sample_return(dataset_id, PERIOD, seed=8)
+    assert good != synthetic.sample_return(dataset_id, PERIOD, seed=7, defects=True)
+    assert synthetic.sample_return(dataset_id, PERIOD, seed=7, defects=True) == synthetic.sample_return(
         dataset_id, PERIOD, seed=7, defects=True
     )
 
 
 def test_sample_return_names_unknown_datasets():
     with pytest.raises(KeyError, match="no sample return for dataset 'probation'"):
-        generator.sample_return("probation", PERIOD, seed=1)
+        synthetic.sample_return("probation", PERIOD, seed=1)
 
 
 @pytest.mark.parametrize(
     ("rows_of", "dataset_id"),
     [
-        (lambda **kw: generator.child_protection_rows(PERIOD, **kw), "child_protection"),
-        (lambda **kw: generator.children_in_care_rows(PERIOD, **kw), "children_in_care"),
-        (lambda **kw: generator.health_icb_rows(PERIOD, **kw), "health_icb"),
-        (lambda **kw: generator.exclusions_rows(PERIOD, **kw), "exclusions"),
-        (lambda **kw: generator.yjb_kpi_records(PERIOD, **kw), "yjb_kpis"),
+        (lambda **kw: synthetic.child_protection_rows(PERIOD, **kw), "child_protection"),
+        (lambda **kw: synthetic.children_in_care_rows(PERIOD, **kw), "children_in_care"),
+        (lambda **kw: synthetic.health_icb_rows(PERIOD, **kw), "health_icb"),
+        (lambda **kw: synthetic.exclusions_rows(PERIOD, **kw), "exclusions"),
+        (lambda **kw: synthetic.yjb_kpi_records(PERIOD, **kw), "yjb_kpis"),
     ],
 )
 def test_rows_have_the_dataset_columns_and_defects_are_where_the_generator_says(rows_of, dataset_id):
     good, bad = rows_of(seed=4), rows_of(seed=4, defects=True)
     columns = dataset_columns(dataset_id)
     assert all(list(row) == columns for row in good)
-    planted = getattr(generator, DEFECTS_OF[dataset_id])
+    planted = getattr(synthetic, DEFECTS_OF[dataset_id])
     changed = {number for number, (a, b) in enumerate(zip(good, bad, strict=True), start=1) if a != b}
     assert changed == {r for rows in planted.values() for r in rows}
 
@@ -225,12 +225,12 @@ DEFECTS_OF = {
 
 
 def test_child_protection_plans_are_plausible():
-    rows = generator.child_protection_rows(PERIOD, seed=3, n=250)
+    rows = synthetic.child_protection_rows(PERIOD, seed=3, n=250)
     categories = set(contract_value_set("child_protection", "CPP-006"))
     assert len({row["plan_id"] for row in rows}) == len(rows) == 250
     assert {row["category_of_abuse"] for row in rows} == categories
     referred_before = {
-        row["child_id"] for p in _periods_before(PERIOD, 12) for row in generator.referrals_rows(p, seed=3)
+        row["child_id"] for p in _periods_before(PERIOD, 12) for row in synthetic.referrals_rows(p, seed=3)
     }
     assert {row["child_id"] for row in rows} <= referred_before  # the same children as the referrals
     for row in rows:
@@ -246,7 +246,7 @@ def test_child_protection_plans_are_plausible():
 
 
 def test_children_in_care_rows_are_plausible():
-    rows = generator.children_in_care_rows(PERIOD, seed=3, n=300)
+    rows = synthetic.children_in_care_rows(PERIOD, seed=3, n=300)
     assert len({row["child_id"] for row in rows}) == len(rows) == 300
     for row in rows:
         assert isinstance(row["missing_episodes"], int) and isinstance(row["care_start_date"], dt.date)
@@ -262,29 +262,29 @@ def test_children_in_care_rows_are_plausible():
 
 
 def test_the_children_in_care_workbook_has_its_named_sheet_and_real_dates():
-    data = generator.children_in_care_xlsx(PERIOD, seed=3, n=20)
+    data = synthetic.children_in_care_xlsx(PERIOD, seed=3, n=20)
     book = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
-    assert book.sheetnames == ["Read me", generator.CHILDREN_IN_CARE_SHEET]
-    header, first, *_ = book[generator.CHILDREN_IN_CARE_SHEET].iter_rows(values_only=True)
-    assert header == generator.CHILDREN_IN_CARE_HEADINGS
+    assert book.sheetnames == ["Read me", synthetic.CHILDREN_IN_CARE_SHEET]
+    header, first, *_ = book[synthetic.CHILDREN_IN_CARE_SHEET].iter_rows(values_only=True)
+    assert header == synthetic.CHILDREN_IN_CARE_HEADINGS
     assert isinstance(first[0], str) and len(first[0]) == 7  # ids as text, leading zeros kept
     assert isinstance(first[3], dt.datetime)
 
 
 def test_health_and_youth_justice_aggregates():
-    rows = generator.health_icb_rows(PERIOD, seed=3)
+    rows = synthetic.health_icb_rows(PERIOD, seed=3)
     pairs = {(row["measure_code"], row["age_band"]) for row in rows}
     measures = contract_value_set("health_icb", "HLT-005")
     bands = contract_value_set("health_icb", "HLT-006")
     assert pairs == {(m, b) for m in measures for b in bands}
     assert all(0 <= int(row["numerator"]) <= int(row["denominator"]) for row in rows)
-    records = generator.yjb_kpi_records(PERIOD, seed=3)
+    records = synthetic.yjb_kpi_records(PERIOD, seed=3)
     assert [r["kpi_code"] for r in records] == contract_value_set("yjb_kpis", "YJB-004")
     assert all(0 <= r["numerator"] <= r["denominator"] for r in records)
 
 
 def test_exclusions_are_school_census_shaped_and_windows_1252():
-    rows = generator.exclusions_rows(PERIOD, seed=3, n=350)
+    rows = synthetic.exclusions_rows(PERIOD, seed=3, n=350)
     categories, reasons = contract_value_set("exclusions", "EDU-007"), contract_value_set("exclusions", "EDU-008")
     keys = [(row["upn"], row["category"], row["start_date"]) for row in rows]
     assert len(set(keys)) == len(keys)
@@ -294,20 +294,20 @@ def test_exclusions_are_school_census_shaped_and_windows_1252():
         assert PERIOD.contains(day(row["start_date"])) and not (
             dt.date(2026, 8, 1) <= day(row["start_date"]) <= dt.date(2026, 8, 31)
         )
-        assert generator.upn(row["upn"][1:]) == row["upn"] and len(row["school_urn"]) == 6
+        assert synthetic.upn(row["upn"][1:]) == row["upn"] and len(row["school_urn"]) == 6
         assert row["sessions"] == "" if row["category"] == "PERM" else int(row["sessions"]) >= 1
-    data = generator.exclusions_csv(PERIOD, seed=3)
+    data = synthetic.exclusions_csv(PERIOD, seed=3)
     assert b"\r\n" in data and data.decode("cp1252").startswith("upn,pupil_name,")
     with pytest.raises(UnicodeDecodeError):
         data.decode("utf-8")  # accented names in Windows-1252, as the school systems export them
 
 
 def test_upn_check_letter():
-    assert generator.upn("999123400001")[1:] == "999123400001"
-    assert generator.upn("999123400001")[0] in generator.UPN_CHECK_LETTERS
-    assert generator.upn("999123400001") != generator.upn("999123400002")
+    assert synthetic.upn("999123400001")[1:] == "999123400001"
+    assert synthetic.upn("999123400001")[0] in synthetic.UPN_CHECK_LETTERS
+    assert synthetic.upn("999123400001") != synthetic.upn("999123400002")
     with pytest.raises(ValueError):
-        generator.upn("12345")
+        synthetic.upn("12345")
 
 
 def _periods_before(period: Period, n: int) -> list[Period]:

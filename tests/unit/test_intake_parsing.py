@@ -1,6 +1,6 @@
 """Parsing partners' files: what intake reads, and the rule it names (file, row, column) when it can't.
 
-No database here: ``intake.minimised_rows`` is the whole parse-type-minimise path that ``intake.stage``
+No database here: ``reader.minimised_rows`` is the whole parse-type-minimise path that ``reader.stage``
 COPYs from. Every bad-input case BRIEF §7.6 lists ends in a rule code with row numbers, never a value.
 """
 
@@ -16,10 +16,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from partnerflow import generator, intake
-from partnerflow.calendar import Period
-from partnerflow.config import Column, Dataset, Feed, load_config
-from partnerflow.minimise import (
+from partnerflow.core.config import Column, Dataset, Feed, load_config
+from partnerflow.core.periods import Period
+from partnerflow.intake import reader
+from partnerflow.intake.minimise import (
     MinimisationError,
     Pseudonymiser,
     PseudonymKeyMissing,
@@ -27,6 +27,7 @@ from partnerflow.minimise import (
     nhs_number_valid,
     pseudonymise,
 )
+from partnerflow_dev import synthetic
 
 KEY = bytes(range(32))
 PERIOD = Period.from_id("2026Q3")
@@ -69,8 +70,8 @@ def parse(tmp_path: Path, data: bytes, *, on: Feed | None = None, dataset: Datas
     """(rows, {(code, column): row numbers}) for ``data`` landed as a file of ``on`` (a CSV feed by default)."""
     path = tmp_path / "landed"
     path.write_bytes(data)
-    problems = intake.Problems()
-    rows = list(intake.minimised_rows(path, feed=on or feed(), dataset=dataset, key=KEY, problems=problems))
+    problems = reader.Problems()
+    rows = list(reader.minimised_rows(path, feed=on or feed(), dataset=dataset, key=KEY, problems=problems))
     return rows, {key: tuple(rows) for key, rows in problems.found.items()}
 
 
@@ -231,7 +232,7 @@ def test_an_unclosed_quote_in_a_large_file_is_an_oversize_field(tmp_path):
 
 
 def test_a_line_without_end_is_an_oversize_field_and_memory_is_bounded(tmp_path):
-    _, problems = parse(tmp_path, csv_of(GOOD_ROW, "0012346," + "x" * (intake.MAX_LINE_BYTES + 10)))
+    _, problems = parse(tmp_path, csv_of(GOOD_ROW, "0012346," + "x" * (reader.MAX_LINE_BYTES + 10)))
     assert problems == {("FILE-007", ""): (2,)}
 
 
@@ -266,7 +267,7 @@ def test_extra_fields_blank_lines_and_crlf(tmp_path):
 def test_empty_and_header_only_files(tmp_path):
     assert parse(tmp_path, b"")[1] == {("FILE-003", ""): ()}
     assert parse(tmp_path, b"\n\n")[1] == {("FILE-003", ""): ()}
-    assert parse(tmp_path, HEADER.encode()) == ([], {})  # no rows: intake.stage reports FILE-003
+    assert parse(tmp_path, HEADER.encode()) == ([], {})  # no rows: reader.stage reports FILE-003
 
 
 def test_reports_name_rule_column_and_rows_and_never_a_value(tmp_path):
@@ -274,10 +275,10 @@ def test_reports_name_rule_column_and_rows_and_never_a_value(tmp_path):
     data = csv_of(f"{bad_values[0]},Ada Applewood,{bad_values[2]},{bad_values[1]},1,{bad_values[3]},BK1 2AB\n")
     path = tmp_path / "landed"
     path.write_bytes(data)
-    problems = intake.Problems()
-    list(intake.minimised_rows(path, feed=feed(), dataset=DATASET, key=KEY, problems=problems))
+    problems = reader.Problems()
+    list(reader.minimised_rows(path, feed=feed(), dataset=DATASET, key=KEY, problems=problems))
     report = problems.report(1, file_id=42)
-    rejected = intake.FileRejected(report, problems.summary())
+    rejected = reader.FileRejected(report, problems.summary())
     assert report["file_id"] == 42 and str(rejected).startswith("file 42 rejected at intake: ")
     assert {(f["code"], tuple(f["columns"]), tuple(f["row_numbers"])) for f in report["failures"]} == {
         ("FLD-010", ("case_id",), (1,)),
@@ -415,7 +416,7 @@ def test_every_feeds_generated_return_reads_cleanly(tmp_path, feed_id):
     config = load_config()
     the_feed = config.feed(feed_id)
     dataset = config.dataset(the_feed.dataset)
-    sample = generator.sample_return(dataset.id, PERIOD, seed=5)
+    sample = synthetic.sample_return(dataset.id, PERIOD, seed=5)
     data = landed_pages(sample) if isinstance(sample, list) else sample
     rows, problems = parse(tmp_path, data, on=the_feed, dataset=dataset)
     assert problems == {} and rows
@@ -432,10 +433,10 @@ def test_memory_stays_flat_as_files_grow(tmp_path):
             out.write(HEADER)
             for n in range(rows):
                 out.write(f"{n:07d},Name {n},X,2026-07-03,{n % 9},,BK{n % 9 + 1} 2AB\n")
-        problems = intake.Problems()
+        problems = reader.Problems()
         tracemalloc.start()
         try:
-            for _ in intake.minimised_rows(path, feed=feed(), dataset=DATASET, key=KEY, problems=problems):
+            for _ in reader.minimised_rows(path, feed=feed(), dataset=DATASET, key=KEY, problems=problems):
                 pass
             return tracemalloc.get_traced_memory()[1]
         finally:

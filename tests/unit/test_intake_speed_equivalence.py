@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import DataError
 
-from partnerflow import intake
-from partnerflow.config import Column, Dataset, Feed
-from partnerflow.minimise import MinimisationError, nhs_number_digits
+from partnerflow.core.config import Column, Dataset, Feed
+from partnerflow.intake import reader
+from partnerflow.intake.minimise import MinimisationError, nhs_number_digits
 
 KEY = bytes(range(100, 140))
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -131,17 +131,17 @@ class TooLong(Exception):
 
 def reference_rows(data: bytes, the_feed: Feed, dataset: Dataset, max_line: int):
     """(rows, problems) read a line at a time, each value converted on its own: intake as it was."""
-    problems = intake.Problems()
+    problems = reader.Problems()
     codec = "cp1252" if the_feed.format.encoding == "windows-1252" else "utf-8"
     handle = io.BytesIO(data)
     state = {"bad": False, "foreign": False, "exhausted": False}
 
     def lines():
         line = handle.readline(max_line + 1)
-        if line.startswith(intake.UTF8_BOM):
+        if line.startswith(reader.UTF8_BOM):
             line = line[3:]
             state["foreign"] = codec != "utf-8"
-        elif line.startswith(intake.UTF16_BOMS):
+        elif line.startswith(reader.UTF16_BOMS):
             state["foreign"] = True
         while line:
             if len(line) > max_line:
@@ -161,9 +161,9 @@ def reference_rows(data: bytes, the_feed: Feed, dataset: Dataset, max_line: int)
             return "FILE-007"
         return "FILE-008" if state["exhausted"] else "FILE-011"
 
-    reader = csv.reader(lines(), strict=True)
+    csv_rows = csv.reader(lines(), strict=True)
     try:
-        header = next(reader, None)
+        header = next(csv_rows, None)
     except (csv.Error, TooLong) as exc:
         problems.add("FILE-001" if state["foreign"] else error_code(exc), "", 0)
         return [], problems
@@ -176,15 +176,15 @@ def reference_rows(data: bytes, the_feed: Feed, dataset: Dataset, max_line: int)
     if state["bad"]:
         problems.add("FILE-001", "", 0)
         state["bad"] = False
-    positions = intake._header_positions(header, dataset, problems)
+    positions = reader._header_positions(header, dataset, problems)
     if problems:
         return [], problems
     columns = dataset.loaded_columns
-    converters = [intake._converter(c, dataset.date_format, ReferencePseudonymiser(KEY)) for c in columns]
+    converters = [reader._converter(c, dataset.date_format, ReferencePseudonymiser(KEY)) for c in columns]
     rows, row_number = [], 0
     while True:
         try:
-            fields = next(reader)
+            fields = next(csv_rows)
         except StopIteration:
             break
         except (csv.Error, TooLong) as exc:
@@ -209,7 +209,7 @@ def reference_rows(data: bytes, the_feed: Feed, dataset: Dataset, max_line: int)
             raw = fields[len(header) if position is None else position]
             try:
                 values.append(None if raw is None else convert(raw))
-            except intake._BadValue as bad:
+            except reader._BadValue as bad:
                 problems.add(bad.code, column.name, row_number)
                 values.append(None)
         rows.append((row_number, values))
@@ -234,9 +234,9 @@ def fast_rows(data: bytes, the_feed: Feed, dataset: Dataset, *, text: bool = Fal
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "landed"
         path.write_bytes(data)
-        problems = intake.Problems()
-        output = intake._copy_text if text else None
-        return list(intake._converted_rows(path, the_feed, dataset, KEY, problems, output=output)), problems
+        problems = reader.Problems()
+        output = reader._copy_text if text else None
+        return list(reader._converted_rows(path, the_feed, dataset, KEY, problems, output=output)), problems
 
 
 # --- the comparisons ------------------------------------------------------------------------------
@@ -245,9 +245,9 @@ def fast_rows(data: bytes, the_feed: Feed, dataset: Dataset, *, text: bool = Fal
 def assert_reads_the_same(data: bytes, the_feed: Feed, dataset: Dataset, block: int, remembered: int, max_line: int):
     expected_rows, expected = reference_rows(data, the_feed, dataset, max_line)
     with (
-        mock.patch.object(intake, "READ_BLOCK_BYTES", block),
-        mock.patch.object(intake, "REMEMBERED_TEXTS", remembered),
-        mock.patch.object(intake, "MAX_LINE_BYTES", max_line),
+        mock.patch.object(reader, "READ_BLOCK_BYTES", block),
+        mock.patch.object(reader, "REMEMBERED_TEXTS", remembered),
+        mock.patch.object(reader, "MAX_LINE_BYTES", max_line),
     ):
         rows, problems = fast_rows(data, the_feed, dataset)
         text_rows, text_problems = fast_rows(data, the_feed, dataset, text=True)
@@ -267,7 +267,7 @@ def assert_reads_the_same(data: bytes, the_feed: Feed, dataset: Dataset, block: 
     date_format=st.sampled_from(["%Y-%m-%d", "%d/%m/%Y"]),
     block=st.integers(1, 120),
     remembered=st.integers(1, 4),
-    max_line=st.sampled_from([intake.MAX_LINE_BYTES, 40, 150]),
+    max_line=st.sampled_from([reader.MAX_LINE_BYTES, 40, 150]),
 )
 def test_the_fast_path_reads_what_the_plain_one_reads(data, encoding, date_format, block, remembered, max_line):
     dataset = DATASET.model_copy(update={"date_format": date_format})
@@ -307,7 +307,7 @@ def test_a_bad_byte_is_pinned_to_its_row_wherever_a_block_ends(block):
     lines = [b"case_id,seen_on,note\n"] + [b"00123%02d,2026-07-03,ok\n" % n for n in range(1, 9)]
     lines[4] = b'0012304,2026-07-03,"O\x92Farrow\nsecond line"\n'
     lines[7] = b"0012307,2026-07-03,\x00\n"
-    with mock.patch.object(intake, "READ_BLOCK_BYTES", block):
+    with mock.patch.object(reader, "READ_BLOCK_BYTES", block):
         got, problems = fast_rows(b"".join(lines), feed("utf-8"), only("case_id", "seen_on"))
     assert problems.found == {("FILE-001", ""): [4, 7]}
     assert [n for n, _ in got] == list(range(1, 9))
@@ -316,21 +316,21 @@ def test_a_bad_byte_is_pinned_to_its_row_wherever_a_block_ends(block):
 def test_copy_text_escapes_as_psycopg_does():
     values = [None, True, False, 0, -12, decimal.Decimal("2.50"), decimal.Decimal("1E-7"), dt.date(2026, 7, 1)]
     values += ["plain", "back\\slash", "tab\tnew\nline\rcr", "\b\v\f", "\\N", "Zoë\u2028"]
-    assert [intake._copy_text(v) for v in values] == [copy_field(v) for v in values]
+    assert [reader._copy_text(v) for v in values] == [copy_field(v) for v in values]
 
 
 def test_a_nul_in_a_value_is_refused_before_the_server_sees_it():
     written = []
     copy = mock.Mock(write=written.append)
-    intake._write_copy(copy, ["1\tplain\n", "2\tpl\\tain\n"])
+    reader._write_copy(copy, ["1\tplain\n", "2\tpl\\tain\n"])
     assert written == ["1\tplain\n2\tpl\\tain\n"]
     with pytest.raises(DataError) as raised:
-        intake._write_copy(copy, ["3\tsecret\x00value\n"])
+        reader._write_copy(copy, ["3\tsecret\x00value\n"])
     assert "secret" not in str(raised.value) and len(written) == 1
 
 
 def test_the_reference_pseudonyms_are_the_fast_ones():
-    fast, plain = intake.Pseudonymiser(KEY), ReferencePseudonymiser(KEY)
+    fast, plain = reader.Pseudonymiser(KEY), ReferencePseudonymiser(KEY)
     for value in ("0012345", " r2026001 ", "É9"):
         assert fast.for_namespace("ref")(value) == plain.for_namespace("ref")(value)
     assert fast.nhs_number("943 476 5919") == plain.nhs_number("943 476 5919")

@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from partnerflow.calendar import Period, due_date
-from partnerflow.config import Partnership, load_config
+from partnerflow.core.config import Partnership, load_config
+from partnerflow.core.periods import Period, due_date
 from partnerflow.notify import messages
 from partnerflow.notify.outbox import Attachment, Message, message_key
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from partnerflow.config import Partnership
-from partnerflow.incidents import record_failure, record_success
+from partnerflow.core.config import Partnership
 from partnerflow.notify import messages
+from partnerflow.notify.incidents import record_failure, record_success
 from partnerflow.notify.outbox import Message, enqueue
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,9 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from partnerflow.calendar import Period, add_working_days, board_meetings, schedule, working_days_between
-from partnerflow.clock import LONDON
-from partnerflow.config import Feed, Partnership
+from partnerflow.core.clock import LONDON
+from partnerflow.core.config import Feed, Partnership
+from partnerflow.core.periods import Period, add_working_days, board_meetings, schedule, working_days_between
 from partnerflow.notify.outbox import Attachment, Message, message_key
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")

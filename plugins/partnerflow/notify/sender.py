@@ -65,8 +65,8 @@ from sendgrid.helpers.mail import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from partnerflow.config import Notifications, Partnership
-from partnerflow.config import partnership as configured_partnership
+from partnerflow.core.config import Notifications, Partnership
+from partnerflow.core.config import partnership as configured_partnership
 from partnerflow.notify.outbox import Message, message_from_row
 
 log = logging.getLogger(__name__)

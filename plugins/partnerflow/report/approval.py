@@ -23,9 +23,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from partnerflow import clock, paths
-from partnerflow.calendar import Period
-from partnerflow.config import Partnership
+from partnerflow.core import clock, paths
+from partnerflow.core.config import Partnership
+from partnerflow.core.periods import Period
 from partnerflow.report.boardpack import inputs_digest
 from partnerflow.report.distribution import last_sent, lock_period, pending_pack, prepare
 
@@ -134,7 +134,7 @@ def check_ready(
 def run(args: argparse.Namespace) -> int:
     """``partnerflow approve-pack PERIOD``: approve the waiting draft as the officer and say when it goes."""
     from partnerflow import warehouse
-    from partnerflow.config import partnership
+    from partnerflow.core.config import partnership
 
     config = partnership()
     try:

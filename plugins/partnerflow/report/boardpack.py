@@ -29,9 +29,9 @@ import sqlalchemy as sa
 from markupsafe import Markup, escape
 from sqlalchemy.engine import Connection, Engine
 
-from partnerflow import clock
-from partnerflow.calendar import Period, board_meetings
-from partnerflow.config import Partnership
+from partnerflow.core import clock
+from partnerflow.core.config import Partnership
+from partnerflow.core.periods import Period, board_meetings
 from partnerflow.report.disclosure import LIMITS, MARKS, NHS_ROUNDING
 from partnerflow.report.kpis import FeedStatus, KpiRow, TrendPoint, feed_periods, kpi_rows, submission_statuses
 

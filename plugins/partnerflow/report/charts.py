@@ -13,7 +13,7 @@ import io
 from collections.abc import Sequence
 from functools import lru_cache
 
-from partnerflow.config import Kpi
+from partnerflow.core.config import Kpi
 from partnerflow.report.kpis import TrendPoint
 
 MM_PER_INCH = 25.4

@@ -31,9 +31,9 @@ import sqlalchemy as sa
 from markupsafe import Markup
 from sqlalchemy.engine import Connection, Engine
 
-from partnerflow import clock, paths
-from partnerflow.calendar import Period, add_working_days, board_meetings, schedule
-from partnerflow.config import Partnership
+from partnerflow.core import clock, paths
+from partnerflow.core.config import Partnership
+from partnerflow.core.periods import Period, add_working_days, board_meetings, schedule
 from partnerflow.notify import outbox
 from partnerflow.notify.messages import html_to_text
 from partnerflow.report import mail

@@ -24,9 +24,9 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from partnerflow import clock
-from partnerflow.calendar import Period, add_working_days, schedule, working_days_between
-from partnerflow.config import Feed, Kpi, Partnership
+from partnerflow.core import clock
+from partnerflow.core.config import Feed, Kpi, Partnership
+from partnerflow.core.periods import Period, add_working_days, schedule, working_days_between
 from partnerflow.report.disclosure import Cell, ProtectedTable, format_number, protect_kpi, protect_table
 
 Rag = Literal["green", "amber", "red", "none"]

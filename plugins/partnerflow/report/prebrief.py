@@ -22,9 +22,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from partnerflow import clock
-from partnerflow.calendar import Period, add_working_days
-from partnerflow.config import Partner, Partnership
+from partnerflow.core import clock
+from partnerflow.core.config import Partner, Partnership
+from partnerflow.core.periods import Period, add_working_days
 from partnerflow.notify import outbox
 from partnerflow.report import mail
 from partnerflow.report.distribution import figures_of, lock_period, pack_record

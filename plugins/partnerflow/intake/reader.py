@@ -1,0 +1,804 @@
+"""Parsing a landed file into minimised, typed rows, streaming, and staging them with COPY.
+
+Columns are found by header name (with the dataset's aliases), never by position. Values keep their text
+exactly: "NA" and "Null" are text, identifiers keep their leading zeros. A problem is recorded against the
+row number (1 = the first data row, counted the way a spreadsheet shows them) and column with a rule code;
+values are never repeated in any message.
+
+CSV is read a block of whole lines at a time, each block decoded strictly; a block that fails is decoded again
+a physical line at a time, so a byte in the wrong encoding is pinned to its row. Memory stays flat however
+large the file. XLSX is read with openpyxl's streaming reader (only the workbook's table of distinct strings
+is held in memory). JSON (an API feed's landed pages) is read whole: those returns are small aggregates.
+
+Pitfalls:
+    A spreadsheet quietly rewrites what partners type: ids become ``1.23E+05`` or lose their leading
+    zeros, dates become serial numbers (``45123``) or day/month/year. These get rule codes of their own
+    (FLD-008 to FLD-011) rather than loading a wrong value.
+    A line without a final newline is normal; a last row that is also short, or a file ending inside a
+    quoted field, is a truncated upload (FILE-008).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import decimal
+import io
+import itertools
+import json
+import logging
+import math
+import re
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from operator import call, itemgetter
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import sqlalchemy as sa
+from psycopg import DataError
+from sqlalchemy.engine import Engine
+
+from partnerflow.core.config import Column, Dataset, Feed
+from partnerflow.intake.minimise import MinimisationError, Pseudonymiser, postcode_sector
+
+log = logging.getLogger(__name__)
+
+MAX_ROW_NUMBERS = 1000
+MAX_LINE_BYTES = 1 << 20  # one physical CSV line; a longer one is an unclosed quote or not a CSV at all
+READ_BLOCK_BYTES = 1 << 16  # CSV is read and decoded this much at a time
+REMEMBERED_TEXTS = 1 << 16  # distinct raw texts a column's converter remembers before starting afresh
+COPY_BLOCK_ROWS = 10_000  # rows sent to COPY at a time
+MAX_XLSX_EXPANDED_BYTES = 2 << 30  # all parts of a workbook, uncompressed
+MAX_XLSX_RATIO = 200  # uncompressed / compressed size of any one part of a workbook
+INT_RANGE = (-(2**31), 2**31 - 1)  # core tables hold counts as integer
+SQL_TYPES = {
+    "text": "text",
+    "code": "text",
+    "date": "date",
+    "integer": "integer",  # as in the core tables: a staged table becomes a partition of one
+    "decimal": "numeric",
+    "boolean": "boolean",
+}
+TRUE_WORDS = {"y", "yes", "true", "1"}
+FALSE_WORDS = {"n", "no", "false", "0"}
+MISSING_WORDS = {"NA", "N/A", "NULL", "NONE", "NIL", "#N/A", "-"}
+UTF8_BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+COPY_ESCAPES = str.maketrans(
+    {"\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r"}
+)  # COPY's text format, escaped as psycopg's write_row escapes it
+
+INTEGER = re.compile(r"^[+-]?[0-9]+$")
+DECIMAL = re.compile(r"^[+-]?[0-9]+(\.[0-9]+)?$")
+SPREADSHEET_NUMBER = re.compile(r"^[+-]?[0-9]+(\.[0-9]+)?[eE][+-]?[0-9]+$|^[0-9]+\.0+$")
+SERIAL_DATE = re.compile(r"^[0-9]{5}(\.[0-9]+)?$")
+SPREADSHEET_DATE = re.compile(
+    r"^[0-9]{1,2}[/.-][0-9]{1,2}[/.-][0-9]{2,4}( [0-9]{1,2}:[0-9]{2}(:[0-9]{2})?)?$"
+    r"|^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?$"
+)
+
+# The rules intake itself applies before the contract: code -> plain-English message for the partner.
+# ``{date_format}`` is filled in with the dataset's agreed date format, written as people read it.
+FILE_RULES = {
+    "FILE-001": "The file is not in the agreed text encoding: characters such as £, é or curly quotes on the "
+    "rows listed were saved in another one. Save it in the agreed encoding (for most returns UTF-8, which "
+    "Excel calls CSV UTF-8) and resend.",
+    "FILE-002": "Required columns are missing from the header row. Add them with the agreed names.",
+    "FILE-003": "The file is empty or has no header row.",
+    "FILE-004": "The file is not in the agreed structure (JSON pages of records).",
+    "FILE-005": "Some rows have more fields than the header row (check for unquoted commas).",
+    "FILE-006": "A column appears more than once in the header row (under its name or another name for it). "
+    "Keep one of them and resend.",
+    "FILE-007": "Part of the file is far longer than any row of this return should be, usually because a quote "
+    "mark is not closed. Check the quotes from the row listed onwards and resend.",
+    "FILE-008": "The file ends part way through a row: it looks cut off (still uploading, or the export "
+    "stopped). Send the complete file.",
+    "FILE-009": "The file can't be opened as an Excel workbook (.xlsx). Save it from Excel as an .xlsx "
+    "workbook, not renamed from another format, and resend.",
+    "FILE-010": "The workbook has no sheet with the agreed name. Put the return on the agreed sheet and resend.",
+    "FILE-011": "The rows or quotes of the file are not well formed from the row listed (a quote mark inside a "
+    "quoted field that is not doubled, or unusual line endings). Save it again as CSV and resend.",
+    "FLD-001": "Dates must be written in the agreed format ({date_format}).",
+    "FLD-002": "This column must hold whole numbers only.",
+    "FLD-003": "Values in this column are longer than allowed.",
+    "FLD-004": "NHS numbers must be 10 digits with a valid check digit.",
+    "FLD-005": "Postcodes must be full UK postcodes.",
+    "FLD-006": "This column must hold a number.",
+    "FLD-007": "This column must hold Y or N.",
+    "FLD-008": "Dates in this column have been turned into numbers by a spreadsheet (Excel date serial "
+    "numbers). Format the column as dates or as text in {date_format} before saving, and resend.",
+    "FLD-009": "Dates in this column look re-formatted by a spreadsheet (day/month/year, or with a time added); "
+    "the agreed format is {date_format}. Format the column as text in {date_format} before saving, and resend.",
+    "FLD-010": "Identifiers or codes in this column have been changed by a spreadsheet (into a number in "
+    "scientific notation, a number ending .0, or a date), so the original is lost. Format the column as text "
+    "in your system's export, not in Excel, and resend.",
+    "FLD-011": "Identifiers in this column have lost their leading zeros (a spreadsheet treated them as "
+    "numbers). Export the column as text so each id keeps its agreed length, and resend.",
+    "FLD-012": "Identifiers in this column are not the agreed fixed length.",
+    "FLD-013": "Leave a value empty when it is not known: words such as NA, Null or None are not allowed in a "
+    "date or number column.",
+}
+
+
+@dataclass
+class Problems:
+    """Rule failures found while reading a file: rule code and columns -> row numbers. Never values."""
+
+    found: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def add(self, code: str, column: str, row_number: int) -> None:
+        key = (code, column)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        rows = self.found.setdefault(key, [])
+        if row_number and len(rows) < MAX_ROW_NUMBERS:
+            rows.append(row_number)
+
+    def __bool__(self) -> bool:
+        return bool(self.counts)
+
+    def report(self, rows_checked: int, *, file_id: int | None = None, date_format: str = "%Y-%m-%d") -> dict:
+        """The report in the same shape the contract check produces (plus the file id it is about)."""
+        shown_format = human_date_format(date_format)
+        return {
+            "passed": False,
+            "stage": "intake",
+            "file_id": file_id,
+            "rules_checked": len(FILE_RULES),
+            "rows_checked": rows_checked,
+            "failures": [
+                {
+                    "code": code,
+                    "message": FILE_RULES[code].format(date_format=shown_format),
+                    "columns": [column] if column else [],
+                    "severity": "error",
+                    "failing_rows": self.counts[(code, column)],
+                    "row_numbers": rows,
+                }
+                for (code, column), rows in sorted(self.found.items())
+            ],
+        }
+
+    def summary(self) -> str:
+        """``FILE-001 (2 rows), FLD-002 on sessions (3 rows)``: codes, columns and counts, for logs."""
+        return ", ".join(
+            f"{code}{f' on {column}' if column else ''} ({count} row{'s' if count != 1 else ''})"
+            for (code, column), count in sorted(self.counts.items())
+        )
+
+
+class FileRejected(Exception):
+    """The file can't be read as its feed declares; ``report`` says why, with no values."""
+
+    def __init__(self, report: dict[str, Any], summary: str = ""):
+        codes = summary or ", ".join(f["code"] for f in report["failures"])
+        which = f"file {report['file_id']}" if report.get("file_id") is not None else "file"
+        super().__init__(f"{which} rejected at intake: {codes}")
+        self.report = report
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    table: str
+    rows: int
+
+
+def staging_table(dataset: Dataset, file_id: int) -> str:
+    return f"staging.{dataset.id}_f{file_id}"
+
+
+def human_date_format(date_format: str) -> str:
+    """``%Y-%m-%d`` -> ``YYYY-MM-DD``: the agreed date format as a partner reads it."""
+    for directive, shown in (("%Y", "YYYY"), ("%y", "YY"), ("%m", "MM"), ("%d", "DD"), ("%b", "Mon")):
+        date_format = date_format.replace(directive, shown)
+    return date_format
+
+
+def stage(
+    eng: Engine, *, path: Path, file_id: int, feed: Feed, dataset: Dataset, key: bytes, table: str | None = None
+) -> StagedFile:
+    """Parse, minimise and COPY a landed file into its own staging table; raise FileRejected on problems.
+
+    ``table`` (``schema.name``) overrides ``staging_table(dataset, file_id)``, for a dry run's scratch schema.
+    On any problem the staging table is dropped: nothing of a bad file stays behind.
+    """
+    table = table or staging_table(dataset, file_id)
+    columns = dataset.loaded_columns
+    problems = Problems()
+    with eng.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        column_sql = ", ".join(f"{c.name} {SQL_TYPES[c.type]}" for c in columns)
+        conn.execute(sa.text(f"CREATE TABLE {table} (row_number integer NOT NULL, {column_sql})"))
+        cursor = conn.connection.driver_connection.cursor()
+        names = ", ".join(["row_number", *(c.name for c in columns)])
+        rows = 0
+        join = "\t".join
+        with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            block: list[str] = []
+            for row_number, fields in _converted_rows(path, feed, dataset, key, problems, output=_copy_text):
+                rows += 1
+                if not problems.counts:  # rows after the first problem are only read, for the report
+                    block.append(f"{row_number}\t{join(fields)}\n" if fields else f"{row_number}\n")
+                    if len(block) == COPY_BLOCK_ROWS:
+                        _write_copy(copy, block)
+            _write_copy(copy, block)
+        if rows == 0 and not problems:
+            problems.add("FILE-003", "", 0)
+        if problems:
+            report = problems.report(rows, file_id=file_id, date_format=dataset.date_format)
+            raise FileRejected(report, problems.summary())  # leaving the block rolls the staging table back
+    log.info("staged file %s: %d rows into %s", file_id, rows, table)
+    return StagedFile(table=table, rows=rows)
+
+
+def drop_staging(eng: Engine, dataset: Dataset, file_id: int) -> None:
+    with eng.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {staging_table(dataset, file_id)}"))
+
+
+def minimised_rows(
+    path: Path, *, feed: Feed, dataset: Dataset, key: bytes, problems: Problems
+) -> Iterator[tuple[int, list[Any]]]:
+    """Each data row of a landed file as ``(row number, values of dataset.loaded_columns)``, typed and
+    minimised, streaming. Problems are added to ``problems``; a value with a problem comes out as None.
+
+    Nothing but minimised values leaves: dropped columns are never read past the header.
+    """
+    return _converted_rows(path, feed, dataset, key, problems)
+
+
+def _converted_rows(
+    path: Path, feed: Feed, dataset: Dataset, key: bytes, problems: Problems, output: Callable[[Any], Any] | None = None
+) -> Iterator[tuple[int, list[Any]]]:
+    """``minimised_rows``, with each value passed through ``output`` (if given) before it is yielded."""
+    pseudonymiser = Pseudonymiser(key)
+    columns = dataset.loaded_columns
+    if feed.format.kind == "csv":
+        getters = [_text_getter(c, dataset.date_format, pseudonymiser, output) for c in columns]
+    else:
+        getters = [_cell_getter(_converter(c, dataset.date_format, pseudonymiser), output) for c in columns]
+    for row_number, raw_values in _records(path, feed, dataset, problems):
+        try:  # raw_values may carry one trailing item more than there are columns (see _csv_records)
+            values = list(map(call, getters, raw_values))
+        except _BadValue:
+            values = []
+            for column, get, raw in zip(columns, getters, raw_values, strict=False):
+                try:
+                    values.append(get(raw))
+                except _BadValue as bad:
+                    problems.add(bad.code, column.name, row_number)
+                    values.append(None)
+        yield row_number, values
+
+
+def _text_getter(
+    column: Column, date_format: str, pseudonymiser: Pseudonymiser, output: Callable[[Any], Any] | None
+) -> Callable:
+    """The converter (then ``output``) for a CSV column, whose raw values are all text ("" where absent); the
+    results are remembered by raw text for a column whose values repeat: all but free text and identifiers.
+    """
+    identifier = column.minimise in ("pseudonymise", "nhs_number")
+    if identifier and output is not None:
+        return _text_converter(column, pseudonymiser, empty=output(None))  # a pseudonym is hex, as COPY has it
+    convert = _converter(column, date_format, pseudonymiser)
+    if output is not None:
+        convert = _then(convert, output)
+    if not identifier and (column.type != "text" or column.minimise == "postcode_sector"):
+        return _Remembered(convert).__getitem__
+    return convert
+
+
+def _cell_getter(convert: Callable[[Any], Any], output: Callable[[Any], Any] | None) -> Callable:
+    """``convert`` (then ``output``) for an XLSX or JSON column, whose raw values are typed cells or None."""
+
+    def get(raw: Any) -> Any:
+        value = None if raw is None else convert(raw)
+        return value if output is None else output(value)
+
+    return get
+
+
+def _then(convert: Callable[[Any], Any], output: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def converted(raw: Any) -> Any:
+        return output(convert(raw))
+
+    return converted
+
+
+class _Remembered(dict):
+    """A converter's results by raw text: ``remembered[raw]`` converts each distinct text once. Texts it refuses
+    are remembered with their rule code, so every row holding one is still reported. Emptied when full.
+    """
+
+    def __init__(self, convert: Callable[[str], Any]):
+        super().__init__()
+        self.convert = convert
+        self.refused: dict[str, str] = {}
+
+    def __missing__(self, raw: str) -> Any:
+        code = self.refused.get(raw)
+        if code is None:
+            try:
+                value = self.convert(raw)
+            except _BadValue as bad:
+                code = bad.code
+                if len(self.refused) >= REMEMBERED_TEXTS:
+                    self.refused.clear()
+                self.refused[raw] = code
+            else:
+                if len(self) >= REMEMBERED_TEXTS:
+                    self.clear()
+                self[raw] = value
+                return value
+        raise _BadValue(code)
+
+
+def _copy_text(value: Any) -> str:
+    """A typed value as a field of COPY's text format, written as psycopg's ``write_row`` writes it."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value if value.isprintable() and "\\" not in value else value.translate(COPY_ESCAPES)
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    return str(value)  # int, Decimal, date (ISO)
+
+
+def _write_copy(copy: Any, lines: list[str]) -> None:
+    """Send ``lines`` of COPY text, and empty the list."""
+    if not lines:
+        return
+    text = "".join(lines)
+    lines.clear()
+    if "\x00" in text:  # what psycopg's write_row raised; the server's own error would quote the row
+        raise DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+    copy.write(text)
+
+
+# --- reading records ------------------------------------------------------------------------------
+# Each reader yields (row number, raw values in the order of dataset.loaded_columns, None where absent;
+# "" for CSV, whose values are all text).
+
+
+def _records(path: Path, feed: Feed, dataset: Dataset, problems: Problems) -> Iterator[tuple[int, Sequence[Any]]]:
+    kind = feed.format.kind
+    if kind == "csv":
+        return _csv_records(path, feed, dataset, problems)
+    if kind == "xlsx":
+        return _xlsx_records(path, feed, dataset, problems)
+    return _json_records(path, dataset, problems)
+
+
+class _LineTooLong(Exception):
+    pass
+
+
+@dataclass
+class _LineState:
+    """What decoding the lines of a CSV has found so far (read by the CSV reader between records)."""
+
+    bad_bytes: bool = False
+    foreign_encoding: bool = False
+    unterminated: bool = False  # the last line, without a newline, has been passed on
+    exhausted: bool = False
+
+    def take_bad_bytes(self) -> bool:
+        """Whether a bad byte was seen since the last call."""
+        bad, self.bad_bytes = self.bad_bytes, False
+        return bad
+
+
+def _decoded_lines(handle: BinaryIO, encoding: str, state: _LineState) -> Iterator[str]:
+    """The physical lines of a byte stream (ended by \\n only, as ``readline`` ends them), decoded strictly,
+    for ``csv.reader``.
+
+    A line that can't be decoded (or holds a NUL byte) is passed on with replacement characters and
+    ``state.bad_bytes`` set as the reader reaches it, so the caller can pin it to its row and carry on
+    finding other problems.
+    """
+    return itertools.chain.from_iterable(_decoded_blocks(handle, encoding, state))
+
+
+def _decoded_blocks(handle: BinaryIO, encoding: str, state: _LineState) -> Iterator[Iterable[str]]:
+    """The lines of ``_decoded_lines`` in blocks: the first line on its own, then whole lines a block at a time."""
+    codec = "cp1252" if encoding == "windows-1252" else "utf-8"
+    line = handle.readline(MAX_LINE_BYTES + 1)
+    if line.startswith(UTF8_BOM):
+        line = line[len(UTF8_BOM) :]
+        state.foreign_encoding = codec != "utf-8"  # a UTF-8 file where Windows-1252 was agreed
+    elif line.startswith(UTF16_BOMS):
+        state.foreign_encoding = True
+    if len(line) > MAX_LINE_BYTES:
+        raise _LineTooLong
+    if line:
+        yield _lines_one_by_one(line, codec, state)
+    # A block's lines after its first lie within one read, so only its first line can be too long.
+    read_bytes = min(READ_BLOCK_BYTES, MAX_LINE_BYTES)
+    carry = b""  # the start of a line whose newline has not been read yet
+    while chunk := handle.read(read_bytes):
+        data = carry + chunk if carry else chunk
+        if (data.find(b"\n") + 1 or len(data)) > MAX_LINE_BYTES:
+            raise _LineTooLong
+        end = data.rfind(b"\n") + 1
+        carry = data[end:]
+        if end:
+            yield _block_lines(data[:end] if carry else data, codec, state)
+    if carry:
+        state.unterminated = True
+        yield _lines_one_by_one(carry, codec, state)
+    state.exhausted = True
+
+
+def _block_lines(data: bytes, codec: str, state: _LineState) -> Iterable[str]:
+    """The whole lines in ``data``, decoded at once if they all decode cleanly, else one by one."""
+    if b"\x00" not in data:
+        try:
+            return io.StringIO(data.decode(codec), newline="\n")
+        except UnicodeDecodeError:
+            pass
+    return _lines_one_by_one(data, codec, state)
+
+
+def _lines_one_by_one(data: bytes, codec: str, state: _LineState) -> Iterator[str]:
+    """The lines in ``data`` each decoded on its own, with ``state.bad_bytes`` set as a bad one is passed on."""
+    for line in io.BytesIO(data):
+        if b"\x00" in line:
+            state.bad_bytes = True
+            line = line.replace(b"\x00", b"")
+        try:
+            text = line.decode(codec)
+        except UnicodeDecodeError:
+            state.bad_bytes = True
+            text = line.decode(codec, errors="replace")
+        yield text
+
+
+def _csv_records(path: Path, feed: Feed, dataset: Dataset, problems: Problems) -> Iterator[tuple[int, list]]:
+    with path.open("rb") as handle:
+        state = _LineState()
+        reader = csv.reader(
+            _decoded_lines(handle, feed.format.encoding, state), delimiter=feed.format.delimiter, strict=True
+        )
+        try:
+            header = next(reader, None)
+        except (csv.Error, _LineTooLong) as exc:
+            problems.add("FILE-001" if state.foreign_encoding else _csv_error_code(exc, state), "", 0)
+            return
+        if state.foreign_encoding:
+            problems.add("FILE-001", "", 0)
+            return
+        if not header or not any(h.strip() for h in header):
+            problems.add("FILE-003", "", 0)
+            return
+        if state.take_bad_bytes():
+            problems.add("FILE-001", "", 0)
+        positions = _header_positions(header, dataset, problems)
+        if problems:
+            return
+        width = len(header)
+        # Absent columns read the "" appended at position ``width`` (an empty field, which every converter
+        # reads as missing); a trailing extra index keeps itemgetter returning a tuple for one column.
+        pick = itemgetter(*(width if p is None else p for p in positions), width)
+        padding = [""] * width
+        row_number = 0
+        try:
+            for fields in reader:
+                row_number += 1
+                if state.bad_bytes and state.take_bad_bytes():
+                    problems.add("FILE-001", "", row_number)
+                count = len(fields)
+                if count != width:
+                    if count > width:
+                        problems.add("FILE-005", "", row_number)
+                    elif not any(f.strip() for f in fields):
+                        continue
+                    elif state.unterminated:
+                        problems.add("FILE-008", "", row_number)  # the last line, cut short
+                        return
+                    else:
+                        fields += padding[count:]  # trailing empty fields left out, as some exports do
+                elif not fields[0].strip() and not any(f.strip() for f in fields):
+                    continue
+                fields.append("")
+                yield row_number, pick(fields)
+        except (csv.Error, _LineTooLong) as exc:
+            problems.add(_csv_error_code(exc, state), "", row_number + 1)
+
+
+def _csv_error_code(exc: Exception, state: _LineState) -> str:
+    if isinstance(exc, _LineTooLong) or "field larger than field limit" in str(exc):
+        return "FILE-007"
+    if state.exhausted:
+        return "FILE-008"  # the file ended inside a quoted field
+    return "FILE-011"
+
+
+def _xlsx_records(path: Path, feed: Feed, dataset: Dataset, problems: Problems) -> Iterator[tuple[int, list]]:
+    import openpyxl
+
+    if not _workbook_within_limits(path):
+        problems.add("FILE-009", "", 0)
+        return
+    handle = path.open("rb")  # a file object: landed files have no extension for openpyxl to check
+    try:
+        workbook = openpyxl.load_workbook(handle, read_only=True, data_only=True)
+    except Exception as exc:  # a zip that is not a workbook fails in many ways inside openpyxl
+        handle.close()
+        log.info("workbook %s could not be opened: %s", path.name, type(exc).__name__)
+        problems.add("FILE-009", "", 0)
+        return
+    row_number = 0
+    try:
+        sheet_name = feed.format.sheet
+        if sheet_name is not None and sheet_name not in workbook.sheetnames:
+            problems.add("FILE-010", "", 0)
+            return
+        sheet = workbook[sheet_name] if sheet_name is not None else workbook.worksheets[0]
+        if not hasattr(sheet, "reset_dimensions"):  # a chartsheet
+            problems.add("FILE-010", "", 0)
+            return
+        sheet.reset_dimensions()  # the stored size is often wrong; read every row and cell there is
+        rows = sheet.iter_rows(values_only=True)
+        header = ["" if c is None else str(c) for c in next(rows, None) or ()]
+        if not any(h.strip() for h in header):
+            problems.add("FILE-003", "", 0)
+            return
+        positions = _header_positions(header, dataset, problems)
+        if problems:
+            return
+        for cells in rows:
+            row_number += 1
+            if all(c is None or (isinstance(c, str) and not c.strip()) for c in cells):
+                continue
+            yield row_number, [None if p is None or p >= len(cells) else cells[p] for p in positions]
+    except Exception as exc:  # a damaged sheet part, found part way through
+        log.info("workbook %s could not be read: %s", path.name, type(exc).__name__)
+        problems.add("FILE-009", "", row_number + 1)
+    finally:
+        workbook.close()
+        handle.close()
+
+
+def _workbook_within_limits(path: Path) -> bool:
+    """A zip whose parts expand within bounds: an .xlsx is a zip archive, so it could be a zip bomb."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            parts = archive.infolist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    if sum(p.file_size for p in parts) > MAX_XLSX_EXPANDED_BYTES:
+        return False
+    return all(p.file_size <= max(p.compress_size, 1) * MAX_XLSX_RATIO or p.file_size < (1 << 20) for p in parts)
+
+
+def _json_records(path: Path, dataset: Dataset, problems: Problems) -> Iterator[tuple[int, list]]:
+    """Records of an API feed's landed document: ``{"pages": [{"records": [...]}, ...]}``."""
+    try:
+        document = json.loads(path.read_bytes())
+        records = [record for page in document["pages"] for record in page["records"]]
+    except (ValueError, KeyError, TypeError):
+        problems.add("FILE-004", "", 0)
+        return
+    names = _spellings(dataset)
+    found = {names[k] for r in records if isinstance(r, dict) for k in map(_normalise_header, r) if k in names}
+    if records:
+        _check_required(found, dataset, problems)
+        if problems:
+            return
+    loaded = [c.name for c in dataset.loaded_columns]
+    for row_number, record in enumerate(records, start=1):
+        if not isinstance(record, dict) or any(isinstance(v, dict | list) for v in record.values()):
+            problems.add("FILE-004", "", row_number)
+            continue
+        if any(isinstance(v, str) and "\x00" in v for v in record.values()):
+            problems.add("FILE-001", "", row_number)
+            continue
+        mapped = {names.get(_normalise_header(k)): v for k, v in record.items()}
+        yield row_number, [mapped.get(name) for name in loaded]
+
+
+def _spellings(dataset: Dataset) -> dict[str, str]:
+    """Every accepted header spelling (normalised) -> the column's name."""
+    names: dict[str, str] = {}
+    for column in dataset.columns:
+        for spelling in (column.name, *column.aliases):
+            names[_normalise_header(spelling)] = column.name
+    return names
+
+
+def _header_positions(header: list[str], dataset: Dataset, problems: Problems) -> list[int | None]:
+    """Where each loaded column is in the partner's header (None if absent), by name or alias; unknown
+    columns are ignored. Missing required columns (FILE-002) and columns given twice (FILE-006) are problems.
+    """
+    names = _spellings(dataset)
+    seen: dict[str, int] = {}
+    for position, heading in enumerate(header):
+        name = names.get(_normalise_header(heading))
+        if name is None:
+            continue
+        if name in seen:
+            problems.add("FILE-006", name, 0)
+        seen.setdefault(name, position)
+    _check_required(set(seen), dataset, problems)
+    return [seen.get(column.name) for column in dataset.loaded_columns]
+
+
+def _normalise_header(name: str) -> str:
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def _check_required(found: set[str], dataset: Dataset, problems: Problems) -> None:
+    for column in dataset.columns:
+        if column.required and column.name not in found:
+            problems.add("FILE-002", column.name, 0)
+
+
+# --- typing and minimising one value --------------------------------------------------------------
+# A converter takes one raw value (CSV text, or an XLSX/JSON cell that is not None) and returns the typed,
+# minimised value to store, or None when it is empty; it raises _BadValue with the rule code otherwise.
+# Each is built once per column with its options resolved, because it runs for every value of a file.
+
+
+class _BadValue(Exception):
+    def __init__(self, code: str):
+        self.code = code
+
+
+def _converter(column: Column, date_format: str, pseudonymiser: Pseudonymiser) -> Callable[[Any], Any]:
+    if column.type == "date":
+        return _date_converter(date_format, month=column.minimise == "month")
+    if column.type in ("text", "code"):
+        return _text_converter(column, pseudonymiser)
+    return {"integer": _integer, "decimal": _decimal, "boolean": _boolean}[column.type]
+
+
+def _text_converter(column: Column, pseudonymiser: Pseudonymiser, empty: str | None = None) -> Callable[[Any], Any]:
+    """A text column's converter; an empty value gives ``empty`` (None, or COPY's NULL when staging a pseudonym)."""
+    identifier = column.minimise in ("pseudonymise", "nhs_number") or column.length is not None
+    name, max_length, length = column.name, column.max_length, column.length
+    minimise: Callable[[str], str] | None = {
+        "pseudonymise": pseudonymiser.for_namespace(name),
+        "nhs_number": _refusing(pseudonymiser.nhs_number, "FLD-004"),
+        "postcode_sector": _refusing(postcode_sector, "FLD-005"),
+    }.get(column.minimise)
+
+    def convert_text(raw: Any) -> str | None:
+        text = raw.strip() if type(raw) is str else _cell_text(raw, identifier)
+        if not text:
+            return empty
+        if len(text) > max_length:
+            raise _BadValue("FLD-003")
+        if identifier and not text.isdigit():
+            if SPREADSHEET_NUMBER.match(text):
+                raise _BadValue("FLD-010")
+        if length is not None and len(text) != length:
+            raise _BadValue("FLD-011" if text.isdigit() and len(text) < length else "FLD-012")
+        return text if minimise is None else minimise(text)
+
+    return convert_text
+
+
+def _refusing(minimise: Callable[[str], str], code: str) -> Callable[[str], str]:
+    """``minimise``, with its MinimisationError turned into the rule code the partner is told."""
+
+    def minimised(text: str) -> str:
+        try:
+            return minimise(text)
+        except MinimisationError:
+            raise _BadValue(code) from None
+
+    return minimised
+
+
+def _cell_text(value: Any, identifier: bool) -> str:
+    """The text of a typed cell (XLSX, JSON) for a text column; spreadsheet-changed values are refused."""
+    if isinstance(value, bool):
+        return str(value).upper()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        if identifier:
+            raise _BadValue("FLD-010")
+        return repr(value)
+    if isinstance(value, dt.date | dt.time | dt.timedelta):
+        raise _BadValue("FLD-010")  # a code or id a spreadsheet turned into a date
+    return str(value).strip()
+
+
+def _date_converter(date_format: str, *, month: bool) -> Callable[[Any], dt.date | None]:
+    iso = date_format == "%Y-%m-%d"
+
+    def convert_date(raw: Any) -> dt.date | None:
+        if type(raw) is str:
+            text = raw.strip()
+            if not text:
+                return None
+            day = None
+            if iso:
+                if len(text) == 10 and text[4] == "-" and text[7] == "-" and text.replace("-", "").isdigit():
+                    try:
+                        day = dt.date.fromisoformat(text)
+                    except ValueError:
+                        pass
+            else:
+                try:
+                    parsed = dt.datetime.strptime(text, date_format)
+                    if parsed.strftime(date_format) == text:  # strict: no missing zero padding
+                        day = parsed.date()
+                except ValueError:
+                    pass
+            if day is None:
+                raise _BadValue(_bad_date_code(text, iso=iso))
+        elif isinstance(raw, dt.datetime):
+            day = raw.date()
+        elif isinstance(raw, dt.date):
+            day = raw
+        elif isinstance(raw, int | float) and not isinstance(raw, bool):
+            raise _BadValue("FLD-008")  # a spreadsheet cell holding the date's serial number
+        else:
+            raise _BadValue("FLD-001")
+        return day.replace(day=1) if month else day
+
+    return convert_date
+
+
+def _bad_date_code(text: str, *, iso: bool) -> str:
+    """Why ``text`` is not a date in the agreed format: a word for missing, a spreadsheet's rewrite, or not."""
+    if text.upper() in MISSING_WORDS:
+        return "FLD-013"
+    if SERIAL_DATE.match(text):
+        return "FLD-008"
+    if iso and SPREADSHEET_DATE.match(text):
+        return "FLD-009"
+    return "FLD-001"
+
+
+def _integer(raw: Any) -> int | None:
+    if type(raw) is str:
+        text = raw.strip()
+        if not text:
+            return None
+        if not INTEGER.match(text):
+            raise _BadValue("FLD-013" if text.upper() in MISSING_WORDS else "FLD-002")
+        value = int(text)
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    elif isinstance(raw, float) and raw.is_integer():
+        value = int(raw)
+    else:
+        raise _BadValue("FLD-002")
+    if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise _BadValue("FLD-002")
+    return value
+
+
+def _decimal(raw: Any) -> decimal.Decimal | None:
+    if type(raw) is str:
+        text = raw.strip()
+        if not text:
+            return None
+        if not DECIMAL.match(text):
+            raise _BadValue("FLD-013" if text.upper() in MISSING_WORDS else "FLD-006")
+        return decimal.Decimal(text)
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
+        return decimal.Decimal(str(raw))
+    raise _BadValue("FLD-006")
+
+
+def _boolean(raw: Any) -> bool | None:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, int) and raw in (0, 1):
+        return bool(raw)
+    text = str(raw).strip().lower()
+    if not text:
+        return None
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise _BadValue("FLD-013" if text.upper() in MISSING_WORDS else "FLD-007")

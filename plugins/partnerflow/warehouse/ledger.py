@@ -1,0 +1,191 @@
+"""The ledger of received files and the submission state of every feed x period.
+
+Every file received ends in exactly one state: published, rejected, duplicate or superseded (or failed,
+when an engineer must look). Each change is kept in ``ops.file_events`` with its time and reason, and so is
+anything else done to the file (moved to the partner's processed folder).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from partnerflow.core import clock
+from partnerflow.transport.landing import LandedFile
+
+RECEIVED = "received"
+REJECTED = "rejected"
+PUBLISHED = "published"
+DUPLICATE = "duplicate"
+SUPERSEDED = "superseded"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ReceivedFile:
+    id: int
+    feed_id: str
+    period_id: str
+    source_name: str
+    sha256: str
+    landed_path: str
+    state: str
+    duplicate_of: int | None
+    declared_rows: int | None = None
+    """The row count a ``.done`` manifest promised; publish refuses the file if the staged rows differ."""
+    source_size: int | None = None
+    source_mtime: dt.datetime | None = None
+
+
+def already_received(conn: Connection, *, feed_id: str, source_name: str, size: int, mtime: dt.datetime) -> bool:
+    """Whether this exact listing entry (name, size, mtime) was downloaded before: no need to fetch again."""
+    return bool(
+        conn.execute(
+            sa.text(
+                "SELECT 1 FROM ops.received_files WHERE feed_id = :f AND source_name = :n "
+                "AND source_size = :s AND source_mtime = :m LIMIT 1"
+            ),
+            {"f": feed_id, "n": source_name, "s": size, "m": mtime},
+        ).first()
+    )
+
+
+def record_received(
+    conn: Connection,
+    *,
+    feed_id: str,
+    period_id: str,
+    source_name: str,
+    landed: LandedFile,
+    source_mtime: dt.datetime | None,
+    due_date: dt.date,
+    source_size: int | None = None,
+    archive: LandedFile | None = None,
+    declared_rows: int | None = None,
+) -> ReceivedFile:
+    """Record a landed file. The same bytes as a file of this feed that is waiting, published or superseded
+    become a 'duplicate' row; the same bytes as a rejected file are recorded to be decided again.
+
+    ``landed`` is what will be parsed; ``archive`` the zip or gz it came in, if any (both are kept), and
+    ``source_size`` the size the partner's server listed (the archive's, for an archive).
+    """
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:f))"), {"f": f"received:{feed_id}"})
+    original = conn.execute(
+        sa.text(
+            "SELECT id FROM ops.received_files WHERE feed_id = :f AND sha256 = :h"
+            " AND state IN ('received', 'published', 'superseded')"
+        ),
+        {"f": feed_id, "h": landed.sha256},
+    ).scalar()
+    state = DUPLICATE if original else RECEIVED
+    file_id = conn.execute(
+        sa.text(
+            "INSERT INTO ops.received_files (feed_id, period_id, source_name, source_size, source_mtime, sha256,"
+            " landed_path, state, state_reason, duplicate_of, received_at, state_at, archive_sha256, archive_path,"
+            " declared_rows)"
+            " VALUES (:f, :p, :n, :s, :m, :h, :path, :state, :reason, :dup, :at, :at, :ah, :apath, :rows)"
+            " RETURNING id"
+        ),
+        {
+            "f": feed_id,
+            "p": period_id,
+            "n": source_name,
+            "s": source_size if source_size is not None else (archive or landed).size,
+            "ah": archive.sha256 if archive else None,
+            "apath": archive.relative_path if archive else None,
+            "rows": declared_rows,
+            "m": source_mtime,
+            "h": landed.sha256,
+            "path": landed.relative_path,
+            "state": state,
+            "reason": f"same bytes as file {original}" if original else None,
+            "dup": original,
+            "at": clock.now(),
+        },
+    ).scalar_one()
+    _event(conn, file_id, state, f"same bytes as file {original}" if original else f"from {source_name}")
+    conn.execute(
+        sa.text(
+            "INSERT INTO ops.submissions (feed_id, period_id, due_date, state, first_received_at)"
+            " VALUES (:f, :p, :d, 'received', :at)"
+            " ON CONFLICT (feed_id, period_id) DO UPDATE SET"
+            " first_received_at = coalesce(ops.submissions.first_received_at, :at),"
+            " state = CASE WHEN ops.submissions.state = 'expected' THEN 'received' ELSE ops.submissions.state END,"
+            " updated_at = :at"
+        ),
+        {"f": feed_id, "p": period_id, "d": due_date, "at": clock.now()},
+    )
+    return get(conn, file_id)
+
+
+_COLUMNS = (
+    "id, feed_id, period_id, source_name, sha256, landed_path, state, duplicate_of, declared_rows,"
+    " source_size, source_mtime"
+)
+
+
+def get(conn: Connection, file_id: int) -> ReceivedFile:
+    row = conn.execute(sa.text(f"SELECT {_COLUMNS} FROM ops.received_files WHERE id = :i"), {"i": file_id}).one()
+    return ReceivedFile(*row)
+
+
+def latest_sha256(conn: Connection, *, feed_id: str, period_id: str, source_name: str) -> str | None:
+    """The sha256 of the newest file recorded from this source for a feed x period (an API's last answer)."""
+    return conn.execute(
+        sa.text(
+            "SELECT sha256 FROM ops.received_files WHERE feed_id = :f AND period_id = :p AND source_name = :n"
+            " ORDER BY id DESC LIMIT 1"
+        ),
+        {"f": feed_id, "p": period_id, "n": source_name},
+    ).scalar()
+
+
+def latest_for_listing(
+    conn: Connection, *, feed_id: str, source_name: str, size: int, mtime: dt.datetime
+) -> ReceivedFile | None:
+    """The newest ledger row for this exact listing entry (name, size, mtime), if it was downloaded."""
+    row = conn.execute(
+        sa.text(
+            f"SELECT {_COLUMNS} FROM ops.received_files WHERE feed_id = :f AND source_name = :n"
+            " AND source_size = :s AND source_mtime = :m ORDER BY id DESC LIMIT 1"
+        ),
+        {"f": feed_id, "n": source_name, "s": size, "m": mtime},
+    ).first()
+    return ReceivedFile(*row) if row else None
+
+
+def note(conn: Connection, file_id: int, reason: str) -> None:
+    """Record something done to a file that does not change its state (moved to the processed folder)."""
+    state = conn.execute(sa.text("SELECT state FROM ops.received_files WHERE id = :i"), {"i": file_id}).scalar_one()
+    _event(conn, file_id, state, reason)
+
+
+def set_state(conn: Connection, file_id: int, state: str, reason: str, *, row_count: int | None = None) -> None:
+    conn.execute(
+        sa.text(
+            "UPDATE ops.received_files SET state = :s, state_reason = :r, state_at = :at,"
+            " row_count = coalesce(:n, row_count) WHERE id = :i"
+        ),
+        {"s": state, "r": reason, "n": row_count, "i": file_id, "at": clock.now()},
+    )
+    _event(conn, file_id, state, reason)
+
+
+def pending(conn: Connection, feed_id: str) -> list[int]:
+    """Files of a feed received but not yet decided, oldest first (a run picks up what an earlier one left)."""
+    return list(
+        conn.execute(
+            sa.text("SELECT id FROM ops.received_files WHERE feed_id = :f AND state = 'received' ORDER BY id"),
+            {"f": feed_id},
+        ).scalars()
+    )
+
+
+def _event(conn: Connection, file_id: int, state: str, reason: str | None) -> None:
+    conn.execute(
+        sa.text("INSERT INTO ops.file_events (file_id, state, reason, at) VALUES (:i, :s, :r, :at)"),
+        {"i": file_id, "s": state, "r": reason, "at": clock.now()},
+    )
