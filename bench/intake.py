@@ -4,7 +4,7 @@ For each size (1M and 3M rows by default; ``PARTNERFLOW_BENCH_ROWS=100000,200000
 referral-shaped CSV (the referrals dataset's columns plus one quoted free-text column partners often leave
 in, about 200 bytes a row), puts it on the embedded SFTP server, and then:
 
-- **intake**: a fresh Python process runs the real path: ``sftp.fetch_sftp`` (SFTPHook download, landing
+- **intake**: a fresh Python process runs the real path: ``collect.fetch_sftp`` (SFTPHook download, landing
   by sha256, ledger row), ``reader.stage`` (parse, minimise, pseudonymise, COPY into staging) and
   ``publish.publish`` (the slice replaced in one transaction). Validation is left out. The process reports
   its own peak RSS (``ru_maxrss``), and its RSS once imports are done, so growth with the file shows.
@@ -193,7 +193,7 @@ def intake_process() -> None:
     from partnerflow.core.config import partnership
     from partnerflow.intake import reader
     from partnerflow.intake.minimise import pseudonym_key
-    from partnerflow.transport import sftp
+    from partnerflow.pipeline import collect
     from partnerflow.transport.landing import landing_dir
     from partnerflow.warehouse import ledger, publish
 
@@ -205,7 +205,7 @@ def intake_process() -> None:
     eng = warehouse.engine()
     steps = {}
     started = time.perf_counter()
-    (file_id,) = sftp.fetch_sftp(eng, config, feed)
+    (file_id,) = collect.fetch_sftp(eng, config, feed)
     steps["fetch"] = time.perf_counter() - started
     peaks = {"fetch": _peak_rss_mb()}
     with eng.connect() as conn:

@@ -25,7 +25,8 @@ from partnerflow.core.config import Partnership
 from partnerflow.core.periods import Period
 from partnerflow.notify.sender import SenderSettings, send_pending
 from partnerflow.report import approval, distribution
-from partnerflow.report.boardpack import BoardPack, Edition, SentVersion, read_content, render
+from partnerflow.report.boardpack import BoardPack, read_content, render
+from partnerflow.report.content import Edition, SentVersion
 from partnerflow_dev.sendgrid_sink import SendgridSink
 
 Q3 = Period.from_id("2026Q3")

@@ -14,7 +14,7 @@ import pytest
 
 from partnerflow.core.periods import Period
 from partnerflow.pipeline import ingest
-from partnerflow.transport import sftp
+from partnerflow.transport.errors import TransportError, TransportRefused
 from partnerflow_dev.partner_api import ApiFault
 from partnerflow_dev.synthetic import police_ppn_records
 from tests.integration.transport_stack import (
@@ -90,7 +90,7 @@ def test_a_server_that_hangs_once_is_retried(submitted, demo_config):
 )
 def test_faults_that_do_not_heal_fail_the_fetch_and_record_nothing(submitted, demo_config, fault, times, message):
     submitted.partner_api.faults.add(fault, times=times)
-    with pytest.raises(sftp.TransportError, match=message) as failure:
+    with pytest.raises(TransportError, match=message) as failure:
         _fetch(_fast(demo_config, timeout_seconds=1))
     assert ledger_rows(HTTP_FEED) == []
     assert "PPN_CHILD" not in str(failure.value)  # nothing of the body in the message
@@ -101,7 +101,7 @@ def test_faults_that_do_not_heal_fail_the_fetch_and_record_nothing(submitted, de
 def test_retry_after_beyond_the_budget_gives_up_at_once(submitted, demo_config):
     submitted.partner_api.retry_after_seconds = 3600
     submitted.partner_api.faults.add(ApiFault.RATE_LIMITED)
-    with pytest.raises(sftp.TransportError, match="still answered HTTP 429"):
+    with pytest.raises(TransportError, match="still answered HTTP 429"):
         _fetch(_fast(demo_config))
     assert ledger_rows(HTTP_FEED) == []
 
@@ -109,21 +109,21 @@ def test_retry_after_beyond_the_budget_gives_up_at_once(submitted, demo_config):
 def test_a_token_refused_after_refresh_is_a_clear_refusal(submitted, demo_config, monkeypatch):
     connection = json.loads(os.environ["AIRFLOW_CONN_PARTNERFLOW_API_POLICE"])
     monkeypatch.setenv("AIRFLOW_CONN_PARTNERFLOW_API_POLICE", json.dumps({**connection, "password": "revoked"}))
-    with pytest.raises(sftp.TransportRefused, match="even after a refresh"):
+    with pytest.raises(TransportRefused, match="even after a refresh"):
         _fetch(demo_config)
     assert ledger_rows(HTTP_FEED) == []
 
 
 def test_a_repeated_page_is_detected(submitted, demo_config):
     _queue_on_page(submitted, 2, ApiFault.REPEATED_PAGE)
-    with pytest.raises(sftp.TransportError, match="page 2 repeats page 1"):
+    with pytest.raises(TransportError, match="page 2 repeats page 1"):
         _fetch(demo_config)
     assert ledger_rows(HTTP_FEED) == []
 
 
 def test_a_skipped_page_is_detected(submitted, demo_config):
     _queue_on_page(submitted, 2, ApiFault.SKIPPED_PAGE)
-    with pytest.raises(sftp.TransportError, match="page 3 repeats page 2"):
+    with pytest.raises(TransportError, match="page 3 repeats page 2"):
         _fetch(demo_config)
     assert ledger_rows(HTTP_FEED) == []
 
@@ -131,7 +131,7 @@ def test_a_skipped_page_is_detected(submitted, demo_config):
 @pytest.mark.parametrize("pagination", ["page", "cursor", "link"])
 def test_pages_that_stop_short_of_the_reported_total_are_detected(submitted, demo_config, pagination):
     _queue_on_page(submitted, 2, ApiFault.EARLY_END)
-    with pytest.raises(sftp.TransportError, match="reported 4 records but sent 2"):
+    with pytest.raises(TransportError, match="reported 4 records but sent 2"):
         _fetch(with_transport(demo_config, HTTP_FEED, pagination=pagination))
     assert ledger_rows(HTTP_FEED) == []
 
@@ -174,7 +174,7 @@ def test_oauth2_client_credentials_with_one_refresh_on_expiry(submitted, demo_co
     assert api.tokens_issued == 2  # the first token, and one refresh
 
     api.client_secret = "rotated"
-    with pytest.raises(sftp.TransportRefused, match="refused our client credentials"):
+    with pytest.raises(TransportRefused, match="refused our client credentials"):
         _fetch(config)
 
 

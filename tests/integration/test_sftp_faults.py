@@ -1,6 +1,6 @@
 """SFTP intake against the real SSH server misbehaving: each fault ends in the state BRIEF §7 requires.
 
-Every test goes through the package's own path (sftp.fetch_sftp via ingest.fetch, then ingest.decide),
+Every test goes through the package's own path (collect.fetch_sftp via ingest.fetch, then ingest.decide),
 with the provider's SFTPHook talking to the in-repo asyncssh server.
 """
 
@@ -19,8 +19,8 @@ import pytest
 
 from partnerflow.core.periods import Period
 from partnerflow.pipeline import ingest
-from partnerflow.transport import sftp
 from partnerflow.transport.arrival import ArrivalWatch, Listed, SftpArrivalTrigger
+from partnerflow.transport.errors import TransportError, TransportRefused
 from partnerflow_dev.sftp_server import ensure_keys
 from partnerflow_dev.synthetic import referrals_csv
 from tests.integration.transport_stack import (
@@ -61,7 +61,7 @@ def _landing_files(stack) -> list[str]:
 def test_unknown_host_key_is_refused_before_logging_in(stack, demo_config, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_PARTNERFLOW_SFTP_COUNCIL", _connection(stack))  # no host_key pinned
     upload(stack, demo_config.feed(SFTP_FEED), NAME, referrals_csv(PERIOD, seed=1, n=20))
-    with pytest.raises(sftp.TransportRefused, match="host key is unknown"):
+    with pytest.raises(TransportRefused, match="host key is unknown"):
         ingest.fetch(SFTP_FEED, config=demo_config)
     assert stack.sftp.auth_attempts == 0
     assert ledger_rows(SFTP_FEED) == []
@@ -71,7 +71,7 @@ def test_changed_host_key_is_refused_before_logging_in(stack, demo_config, monke
     other = ensure_keys(tmp_path / "other-server")
     monkeypatch.setenv("AIRFLOW_CONN_PARTNERFLOW_SFTP_COUNCIL", _connection(stack, host_key=other.host_key_line))
     upload(stack, demo_config.feed(SFTP_FEED), NAME, referrals_csv(PERIOD, seed=1, n=20))
-    with pytest.raises(sftp.TransportRefused, match="not the pinned one"):
+    with pytest.raises(TransportRefused, match="not the pinned one"):
         ingest.fetch(SFTP_FEED, config=demo_config)
     assert stack.sftp.auth_attempts == 0
     assert ledger_rows(SFTP_FEED) == []
@@ -80,7 +80,7 @@ def test_changed_host_key_is_refused_before_logging_in(stack, demo_config, monke
 def test_revoked_client_key_is_refused(stack, demo_config):
     stack.keys.authorized_keys.write_text("")
     upload(stack, demo_config.feed(SFTP_FEED), NAME, referrals_csv(PERIOD, seed=1, n=20))
-    with pytest.raises(sftp.TransportRefused, match="refused our key"):
+    with pytest.raises(TransportRefused, match="refused our key"):
         ingest.fetch(SFTP_FEED, config=demo_config)
     assert stack.sftp.auth_attempts > 0
     assert ledger_rows(SFTP_FEED) == []
@@ -93,7 +93,7 @@ def test_connection_dropped_mid_download_records_nothing_and_the_next_run_takes_
     content = referrals_csv(PERIOD, seed=2, n=3000)
     upload(stack, demo_config.feed(SFTP_FEED), NAME, content)
     stack.sftp.faults.drop_after_bytes = len(content) // 3
-    with pytest.raises(sftp.TransportError, match="nothing was recorded"):
+    with pytest.raises(TransportError, match="nothing was recorded"):
         ingest.fetch(SFTP_FEED, config=demo_config)
     assert ledger_rows(SFTP_FEED) == []
     assert _landing_files(stack) == []  # no partial bytes under any name
@@ -105,7 +105,7 @@ def test_connection_dropped_mid_download_records_nothing_and_the_next_run_takes_
 def test_server_that_accepts_and_hangs_fails_within_the_connect_timeout(stack, demo_config):
     config = with_transport(demo_config, SFTP_FEED, connect_timeout_seconds=2)
     stack.sftp.faults.hang = True
-    with pytest.raises(sftp.TransportError, match="did not complete the SSH handshake within 2s"):
+    with pytest.raises(TransportError, match="did not complete the SSH handshake within 2s"):
         ingest.fetch(SFTP_FEED, config=config)
     assert ledger_rows(SFTP_FEED) == []
 
@@ -114,7 +114,7 @@ def test_server_that_stalls_mid_download_fails_within_the_transfer_timeout(stack
     config = with_transport(demo_config, SFTP_FEED, transfer_timeout_seconds=2)
     upload(stack, demo_config.feed(SFTP_FEED), NAME, referrals_csv(PERIOD, seed=3, n=200))
     stack.sftp.faults.stall_reads = True
-    with pytest.raises(sftp.TransportError, match="nothing was recorded"):
+    with pytest.raises(TransportError, match="nothing was recorded"):
         ingest.fetch(SFTP_FEED, config=config)
     assert ledger_rows(SFTP_FEED) == []
     assert _landing_files(stack) == []

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from partnerflow.core import wording
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -51,7 +53,7 @@ def create_app() -> FastAPI:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    templates.filters["day"] = lambda day: f"{day:%a} {day.day} {day:%b %Y}"
+    templates.filters.update(wording.FILTERS)
 
     app = FastAPI(
         title="partnerflow",

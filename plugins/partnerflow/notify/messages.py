@@ -23,6 +23,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from partnerflow.core import wording
 from partnerflow.core.clock import LONDON
 from partnerflow.core.config import Feed, Partnership
 from partnerflow.core.periods import Period, add_working_days, board_meetings, schedule, working_days_between
@@ -91,7 +92,7 @@ def receipt(
     partner = partnership.partner(feed.partner)
     warning_failures = [_rule_failure(w) for w in warnings if isinstance(w, Mapping)]
     warning_notes = [w for w in warnings if isinstance(w, str)]
-    subject = f"{partnership.short_name}: {feed.title} for {_quarter(period)} received – {_count(rows, 'row')}"
+    subject = f"{partnership.short_name}: {feed.title} for {_quarter(period)} received – {wording.count(rows, 'row')}"
     return _build(
         partnership,
         kind=RECEIPT,
@@ -132,7 +133,9 @@ def rejection(
     rules_checked = _non_negative_int(report.get("rules_checked"))
     rows_checked = _non_negative_int(report.get("rows_checked"))
     failed = len(errors) or len(failures)
-    checks = f"{failed} of {rules_checked} checks failed" if rules_checked else _count(failed, "check") + " failed"
+    checks = (
+        f"{failed} of {rules_checked} checks failed" if rules_checked else wording.count(failed, "check") + " failed"
+    )
     subject = f"{partnership.short_name}: {feed.title} for {_quarter(period)} not accepted – {checks}"
     csv_name = f"rejection-{feed.id}-{period.id}.csv"
     return _build(
@@ -216,7 +219,7 @@ def still_failing(
     past. Names the partner's own file and how many checks failed, never a value."""
     partner = partnership.partner(feed.partner)
     late = working_days_between(due, as_of)
-    when = f"due {_short_date(due)}" if late <= 0 else f"{_count(late, 'working day')} late"
+    when = f"due {wording.day_in_year(due)}" if late <= 0 else f"{wording.count(late, 'working day')} late"
     subject = f"{partnership.short_name}: {feed.title} for {_quarter(period)} still not accepted – {when}"
     return _build(
         partnership,
@@ -260,7 +263,7 @@ def weekly_digest(
     """
     year, week, _ = week_of.isocalendar()
     subject = (
-        f"{partnership.short_name}: weekly submissions digest, w/c {_short_date(week_of)} – "
+        f"{partnership.short_name}: weekly submissions digest, w/c {wording.day_in_year(week_of)} – "
         f"{returns_in} of {returns_expected} current returns in"
     )
     return _build(
@@ -377,7 +380,7 @@ def delivery_problem(
     ``problems`` are ``partnerflow.notify.fallback.Undelivered``: kind, subject, state, attempts, reason.
     """
     count = len(problems)
-    subject = f"{partnership.short_name}: emails not delivered – {_count(count, 'message')} held or failed"
+    subject = f"{partnership.short_name}: emails not delivered – {wording.count(count, 'message')} held or failed"
     if credentials_rejected:
         subject = f"{partnership.short_name}: emails not delivered – SendGrid refused the API key"
     return _build(
@@ -475,23 +478,23 @@ def _reminder(
     if kind == ADVANCE_REMINDER:
         as_of = as_of or add_working_days(due, -ladder.advance_working_days)
         recipients, cc = (partner.contact.email,), ()
-        subject = f"{partnership.short_name}: {what} due {_short_date(due)}"
+        subject = f"{partnership.short_name}: {what} due {wording.day_in_year(due)}"
     elif kind == DUE_REMINDER:
         as_of = as_of or due
         recipients, cc = (partner.contact.email,), ()
         subject = f"{partnership.short_name}: {what} " + (
-            "is due today" if as_of <= due else f"was due {_short_date(due)}"
+            "is due today" if as_of <= due else f"was due {wording.day_in_year(due)}"
         )
     elif kind == OVERDUE_REMINDER:
         as_of = as_of or add_working_days(due, ladder.overdue_working_days)
         recipients, cc = (partner.contact.email,), (partnership.officer.email,)
         days_late = working_days_between(due, as_of)
-        subject = f"{partnership.short_name}: {what} is overdue – {_count(days_late, 'working day')} late"
+        subject = f"{partnership.short_name}: {what} is overdue – {wording.count(days_late, 'working day')} late"
     else:
         as_of = as_of or add_working_days(due, ladder.escalation_working_days)
         recipients, cc = (partner.senior_lead.email,), (partnership.officer.email,)
         days_late = working_days_between(due, as_of)
-        subject = f"{partnership.short_name}: {what} is {_count(days_late, 'working day')} late"
+        subject = f"{partnership.short_name}: {what} is {wording.count(days_late, 'working day')} late"
     return _build(
         partnership,
         kind=kind,
@@ -565,12 +568,9 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters["long_date"] = _long_date
-    env.filters["short_date"] = _short_date
+    env.filters.update(wording.FILTERS)
     env.filters["time"] = _london_time
-    env.filters["count"] = _count
     env.filters["quarter"] = _quarter
-    env.filters["thousands"] = lambda n: f"{n:,}"
     env.globals["how_to_send"] = _how_to_send
     return env
 
@@ -650,19 +650,7 @@ def _quarter(period: Period) -> str:
 def _london_time(moment: dt.datetime) -> str:
     """``Wed 21 Oct 09:05`` in London time."""
     local = moment.astimezone(LONDON)
-    return f"{_short_date(local.date())} {local:%H:%M}"
-
-
-def _long_date(day: dt.date) -> str:
-    return f"{day:%A} {day.day} {day:%B %Y}"
-
-
-def _short_date(day: dt.date) -> str:
-    return f"{day:%a} {day.day} {day:%b}"
-
-
-def _count(n: int, singular: str, plural: str | None = None) -> str:
-    return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
+    return f"{wording.day_in_year(local.date())} {local:%H:%M}"
 
 
 def _short(text: str, limit: int) -> str:

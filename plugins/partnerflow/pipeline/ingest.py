@@ -17,7 +17,7 @@ from partnerflow.core.config import Partnership, partnership
 from partnerflow.core.periods import Period, collecting_period
 from partnerflow.intake import reader
 from partnerflow.intake.minimise import pseudonym_key
-from partnerflow.transport import sftp
+from partnerflow.pipeline import collect
 from partnerflow.transport.landing import landing_dir
 from partnerflow.warehouse import ledger
 from partnerflow.warehouse.publish import Outcome, deciding, publish, quarantine
@@ -41,10 +41,10 @@ def fetch(feed_id: str, *, period_id: str | None = None, config: Partnership | N
         return []
     eng = warehouse.engine()
     if feed.transport.kind == "sftp":
-        sftp.fetch_sftp(eng, config, feed)
+        collect.fetch_sftp(eng, config, feed)
     else:
         period = Period.from_id(period_id) if period_id else collecting_period(today, config, feed)
-        sftp.fetch_http(eng, config, feed, period)
+        collect.fetch_http(eng, config, feed, period)
     with eng.connect() as conn:
         return ledger.pending(conn, feed_id)
 
@@ -87,6 +87,8 @@ def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = No
                 report = json.loads(checked.to_json())
                 decide_with = publish if report["passed"] else quarantine
                 outcome = decide_with(eng, config, file_id=file_id, feed=feed, dataset=dataset, report=report)
+            if outcome.state == ledger.PUBLISHED and getattr(feed.transport, "processed_directory", None):
+                collect.move_to_processed(feed, [file_id])
             outcomes.append(outcome.as_dict())
     return outcomes
 

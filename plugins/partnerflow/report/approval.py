@@ -23,7 +23,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from partnerflow.core import clock, paths
+from partnerflow.core import clock, paths, wording
 from partnerflow.core.config import Partnership
 from partnerflow.core.periods import Period
 from partnerflow.report.boardpack import inputs_digest
@@ -74,8 +74,9 @@ def approve_pack(
         if record is None:
             sent = last_sent(conn, period.id)
             if sent is not None:
+                sent_on = wording.short_date(sent.sent_on, missing="an unknown day")
                 raise NothingToApprove(
-                    f"no Board pack for {period.id} is waiting: version {sent.version} was sent on {_day(sent.sent_on)}"
+                    f"no Board pack for {period.id} is waiting: version {sent.version} was sent on {sent_on}"
                 )
             raise NothingToApprove(f"no Board pack for {period.id} has been built yet")
         already = record.approved_at is not None
@@ -151,7 +152,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"The board_pack DAG sends it to the Board list {when}.")
     print(f"The pack: {approval.pdf}")
     return 0
-
-
-def _day(day: dt.date | None) -> str:
-    return f"{day.day} {day:%b %Y}" if day else "an unknown day"

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from markupsafe import Markup
 from sqlalchemy.engine import Connection, Engine
 
-from partnerflow.core import clock, paths
+from partnerflow.core import clock, paths, wording
 from partnerflow.core.config import Partnership
 from partnerflow.core.periods import Period, add_working_days, board_meetings, schedule
 from partnerflow.notify import outbox
@@ -41,9 +41,6 @@ from partnerflow.report.boardpack import (
     CSV_NAME,
     HTML_NAME,
     PDF_NAME,
-    Edition,
-    PackContent,
-    SentVersion,
     archive_files,
     changes_between,
     content_on,
@@ -51,6 +48,7 @@ from partnerflow.report.boardpack import (
     next_meeting,
     render,
 )
+from partnerflow.report.content import Edition, PackContent, SentVersion
 from partnerflow.report.kpis import feed_periods, submission_statuses
 
 log = logging.getLogger(__name__)
@@ -277,7 +275,11 @@ def distribute(
         record = pending_pack(conn, period.id)
         if record is None:
             sent = last_sent(conn, period.id)
-            reason = f"version {sent.version} was sent on {_day(sent.sent_on)}" if sent else "no pack has been built"
+            reason = (
+                f"version {sent.version} was sent on {wording.short_date(sent.sent_on, missing='an unknown day')}"
+                if sent
+                else "no pack has been built"
+            )
             return Distribution(period.id, sent.version if sent else None, False, f"nothing to send: {reason}")
         if record.approved_at is None:
             return Distribution(period.id, record.version, False, "not approved yet")
@@ -378,7 +380,3 @@ def _one(conn: Connection, sql: str, **params: Any) -> PackRecord | None:
 
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
-
-
-def _day(day: dt.date | None) -> str:
-    return f"{day.day} {day:%b %Y}" if day else "an unknown day"

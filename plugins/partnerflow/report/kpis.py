@@ -24,7 +24,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from partnerflow.core import clock
+from partnerflow.core import clock, wording
 from partnerflow.core.config import Feed, Kpi, Partnership
 from partnerflow.core.periods import Period, add_working_days, schedule, working_days_between
 from partnerflow.report.disclosure import Cell, ProtectedTable, format_number, protect_kpi, protect_table
@@ -600,9 +600,9 @@ def _period(period: Period | str) -> Period:
     return period if isinstance(period, Period) else Period.from_id(period)
 
 
-def _day(day: dt.date | None) -> str:
-    return f"{day.day} {day:%b %Y}" if day else "date unknown"
-
-
 def _working_days(n: int) -> str:
     return f"{n} working day{'s' if n != 1 else ''}"
+
+
+def _day(day: dt.date | None) -> str:
+    return wording.short_date(day, missing="date unknown")

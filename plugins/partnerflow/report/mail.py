@@ -13,6 +13,7 @@ from typing import Any
 
 import jinja2
 
+from partnerflow.core import wording
 from partnerflow.notify.messages import TEMPLATES_DIR as NOTIFY_TEMPLATES
 from partnerflow.report.boardpack import TEMPLATES_DIR
 
@@ -25,14 +26,6 @@ def render_email(template: str, context: Mapping[str, Any]) -> tuple[str, str]:
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n", html
 
 
-def long_day(day: Any) -> str:
-    return f"{day:%A} {day.day} {day:%B %Y}" if day else ""
-
-
-def short_day(day: Any) -> str:
-    return f"{day.day} {day:%b %Y}" if day else ""
-
-
 @cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -43,6 +36,5 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters["long_day"] = long_day
-    env.filters["short_day"] = short_day
+    env.filters.update(wording.FILTERS)
     return env

@@ -17,7 +17,8 @@ from pathlib import Path
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from partnerflow.report.boardpack import Edition, PackContent
+from partnerflow.core import wording
+from partnerflow.report.content import Edition, PackContent
 from partnerflow.report.disclosure import LIMITS, MARKS, NHS_ROUNDING
 from partnerflow.report.kpis import Breakdown, KpiRow
 
@@ -143,11 +144,11 @@ def _cover(pdf: _PackPdf, content: PackContent, edition: Edition) -> None:
             colour=RAG_COLOURS["red"],
             title=edition.banner + ". What changed:",
         )
-    facts = [f"Version {edition.version}, built {_long_day(edition.built_on)}."]
+    facts = [f"Version {edition.version}, built {wording.long_date(edition.built_on)}."]
     if content.data_as_at:
-        facts.append(f"Data as at {_long_day(content.data_as_at)} (the latest return published).")
+        facts.append(f"Data as at {wording.long_date(content.data_as_at)} (the latest return published).")
     if edition.meeting:
-        facts.append(f"For the Board meeting on {_long_day(edition.meeting)}.")
+        facts.append(f"For the Board meeting on {wording.long_date(edition.meeting)}.")
     pdf.para(" ".join(facts), 10.5)
     pdf.ln(3)
     counts = content.rag_counts
@@ -385,8 +386,8 @@ def _completeness(pdf: _PackPdf, content: PackContent) -> None:
             row = table.row()
             row.cell(status.partner_name)
             row.cell(status.feed_title + (f" ({status.period.id})" if status.period != content.period else ""))
-            row.cell(_short_day(status.due_date))
-            row.cell(_short_day(status.received_on) or "–")
+            row.cell(wording.short_date(status.due_date))
+            row.cell(wording.short_date(status.received_on) or "–")
             row.cell(_yes_no(status.on_time))
             row.cell(_yes_no(status.first_time_pass))
             row.cell(status.summary, style=style)
@@ -458,14 +459,6 @@ def _yes_no(value: bool | None) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _long_day(day: dt.date) -> str:
-    return f"{day:%A} {day.day} {day:%B %Y}"
-
-
-def _short_day(day: dt.date | None) -> str:
-    return f"{day.day} {day:%b %Y}" if day else ""
 
 
 def _font_dir() -> Path:

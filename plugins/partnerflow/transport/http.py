@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from partnerflow.core.config import HttpTransport
-from partnerflow.transport.sftp import TransportError, TransportRefused
+from partnerflow.transport.errors import TransportError, TransportRefused
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +274,7 @@ class PartnerApiReader:
             raise self._error(f"page {number} has no list of {self.transport.records_key!r}")
         return body
 
-    def _error(self, what: str) -> TransportError:
+    def _error(self, what: str) -> TransportError | TransportRefused:
         return TransportError(f"{self.feed_id}: partner API ({self.transport.connection}) {what}")
 
 

@@ -7,8 +7,8 @@ end in the same state, and a rejected or empty resubmission never touches what i
 Pitfalls:
     The ledger says ``published`` in the same transaction as the rows. A run killed after the commit
     (before it could report back) finds the file published when rerun and does nothing twice.
-    The partner's file is moved to its processed folder only after that commit, and best-effort: a move
-    that fails is retried by the next fetch.
+    The partner's file is moved to its processed folder only after that commit, by the ingest step
+    (``partnerflow.pipeline.ingest``), and best-effort: a move that fails is retried by the next fetch.
 """
 
 from __future__ import annotations
@@ -99,7 +99,6 @@ def publish(
     with eng.begin() as conn:
         outcome = _publish_in(conn, partnership, file_id=file_id, feed=feed, dataset=dataset, report=report)
     log.info("%s %s: file %s is %s (%d rows)", feed.id, outcome.period_id, file_id, outcome.state, outcome.rows)
-    _after_commit(outcome, feed)
     return outcome
 
 
@@ -248,15 +247,6 @@ def _publish_in(
         ),
     )
     return Outcome(file_id, feed.id, received.period_id, ledger.PUBLISHED, rows)
-
-
-def _after_commit(outcome: Outcome, feed: Feed) -> None:
-    """Once the slice is published, move the partner's file to its processed folder, if the feed has one."""
-    if outcome.state != ledger.PUBLISHED or getattr(feed.transport, "processed_directory", None) is None:
-        return
-    from partnerflow.transport import sftp
-
-    sftp.move_to_processed(feed, [outcome.file_id])
 
 
 def _with_failure(report: dict[str, Any], failure: tuple[str, str]) -> dict[str, Any]:
