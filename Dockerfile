@@ -12,9 +12,12 @@ FROM apache/airflow:3.3.2-python3.11
 
 # uv.lock, exported with hashes by the uv the Makefile pins, then installed hash-checked. Packages the
 # image already has at the locked version are kept; pip changes the others to the locked versions.
+# --no-dev leaves out the dev group, and with it partnerflow-dev (dev/: the embedded stack, the demo and
+# the synthetic returns); uv needs dev/pyproject.toml only to read the workspace, not to install it.
 RUN --mount=from=ghcr.io/astral-sh/uv:0.13.8,source=/uv,target=/tmp/uv/bin/uv \
     --mount=type=bind,source=pyproject.toml,target=/tmp/uv/project/pyproject.toml \
     --mount=type=bind,source=uv.lock,target=/tmp/uv/project/uv.lock \
+    --mount=type=bind,source=dev/pyproject.toml,target=/tmp/uv/project/dev/pyproject.toml \
     /tmp/uv/bin/uv export --project /tmp/uv/project --frozen --no-dev --no-emit-project --no-cache \
         --format requirements-txt --output-file /tmp/requirements.txt \
     && pip install --no-cache-dir --require-hashes -r /tmp/requirements.txt \

@@ -415,10 +415,10 @@ def test_a_configuration_error_goes_to_engineers_and_leaves_the_file_received(pa
 
 def test_the_volume_baseline_is_the_last_published_return(partner_api, demo_config, police_ppn):
     with warehouse.engine().connect() as conn:
-        assert suites.last_accepted_volume(conn, feed_id="police_ppn", dataset=police_ppn) is None
+        assert ingest.volume_baseline(conn, "police_ppn", police_ppn) is None
     for period, seed in ((PERIOD, 22), (PERIOD.next(), 23)):
         partner_api.partner_api.submit("ppn", period.id, synthetic.police_ppn_records(period, seed=seed))
         ingest.decide("police_ppn", ingest.fetch("police_ppn", period_id=period.id, config=demo_config))
     latest = sum(int(r["value"]) for r in synthetic.police_ppn_records(PERIOD.next(), seed=23))
     with warehouse.engine().connect() as conn:
-        assert suites.last_accepted_volume(conn, feed_id="police_ppn", dataset=police_ppn) == latest
+        assert ingest.volume_baseline(conn, "police_ppn", police_ppn) == latest

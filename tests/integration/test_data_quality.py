@@ -102,9 +102,7 @@ def test_quality_of_each_submission(stack, demo_config):
         rejected = conn.execute(
             sa.text("SELECT error_codes, warning_codes, rows_with_warnings FROM marts.file_quality ORDER BY file_id")
         ).first()
-        baseline = suites.last_accepted_volume(
-            conn, feed_id="council_referrals", dataset=demo_config.dataset("referrals")
-        )
+        baseline = ingest.volume_baseline(conn, "council_referrals", demo_config.dataset("referrals"))
     assert (sorted(rejected.error_codes), rejected.warning_codes, rejected.rows_with_warnings) == (
         ["REF-006", "REF-008", "REF-010"],
         ["REF-011"],

@@ -148,3 +148,14 @@ def test_no_production_module_names_a_development_package(forbidden: str) -> Non
 if __name__ == "__main__":  # prints the graph: python tests/unit/test_import_graph.py
     for module, targets in sorted(graph().items()):
         print(module, "->", ", ".join(sorted(targets)) or "-")
+
+
+def test_only_the_ledger_queries_the_received_files_table() -> None:
+    """``warehouse.ledger`` owns ``ops.received_files``; the others ask it (run books may name the table)."""
+    owner = PACKAGE / "warehouse" / "ledger.py"
+    queried = [
+        module_name(path)
+        for path in PACKAGE.rglob("*.py")
+        if path != owner and "FROM ops.received_files" in path.read_text()
+    ]
+    assert queried == []

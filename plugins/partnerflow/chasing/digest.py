@@ -21,6 +21,7 @@ from partnerflow.core.config import Feed, Partnership
 from partnerflow.core.periods import Period, board_meetings, schedule, working_days_between
 from partnerflow.notify import messages
 from partnerflow.notify.outbox import Message, enqueue
+from partnerflow.warehouse import ledger
 
 log = logging.getLogger(__name__)
 
@@ -171,15 +172,6 @@ _SLICE = sa.text(
     """
 )
 
-_FILES = sa.text(
-    """
-    SELECT count(*) FILTER (WHERE state = 'rejected') AS rejected,
-           count(*) FILTER (WHERE state IN ('received', 'failed')) AS waiting
-    FROM ops.received_files
-    WHERE feed_id = :feed_id AND period_id = :period_id
-    """
-)
-
 _CHASED = sa.text(
     """
     SELECT l.stage, l.as_of, n.state, n.recipients, n.cc
@@ -194,7 +186,7 @@ _CHASED = sa.text(
 def _cell(conn: Connection, partnership: Partnership, feed: Feed, period: Period, as_of: dt.date) -> DigestCell:
     params = {"feed_id": feed.id, "period_id": period.id}
     submission = conn.execute(_SLICE, params).mappings().first()
-    files = conn.execute(_FILES, params).mappings().one()
+    files = ledger.file_counts(conn, feed_id=feed.id, period_id=period.id)
     due = submission["due_date"] if submission else schedule(partnership, feed).due_date(period)
     published_on = None
     if submission and submission["state"] == "published":
@@ -203,7 +195,7 @@ def _cell(conn: Connection, partnership: Partnership, feed: Feed, period: Period
         status = LATE if days_late else ON_TIME
     else:
         days_late = max(working_days_between(due, as_of), 0)
-        if files["waiting"]:
+        if files.waiting:
             status = RECEIVED
         elif submission and submission["state"] == "rejected":
             status = REJECTED
@@ -216,7 +208,7 @@ def _cell(conn: Connection, partnership: Partnership, feed: Feed, period: Period
         days_late=days_late,
         published_on=published_on,
         with_warnings=bool(submission and submission["with_warnings"]),
-        versions_rejected=files["rejected"],
+        versions_rejected=files.rejected,
         chased=tuple(_chases(conn, partnership, feed, params)),
     )
 

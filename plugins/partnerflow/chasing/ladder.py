@@ -46,6 +46,7 @@ from partnerflow.core.config import Feed, Ladder, Partnership
 from partnerflow.core.periods import FeedSchedule, Period, add_working_days, schedule
 from partnerflow.notify import messages
 from partnerflow.notify.outbox import Message, enqueue
+from partnerflow.warehouse import ledger
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +82,6 @@ _STORED_DUE_DATES = sa.text(
     """
 )
 
-_WAITING_FOR_US = sa.text(
-    """
-    SELECT count(*) FROM ops.received_files
-    WHERE feed_id = :feed_id AND period_id = :period_id AND state IN ('received', 'failed')
-    """
-)
-
 _DECIDED = sa.text(
     "SELECT stage, outcome, as_of FROM ops.ladder_steps WHERE feed_id = :feed_id AND period_id = :period_id"
 )
@@ -97,21 +91,6 @@ _RECORD = sa.text(
     INSERT INTO ops.ladder_steps (feed_id, period_id, stage, as_of, outcome, reason, notification_key, decided_at)
     VALUES (:feed_id, :period_id, :stage, :as_of, :outcome, :reason, :key, :decided_at)
     ON CONFLICT (feed_id, period_id, stage) DO NOTHING
-    """
-)
-
-_LATEST_REJECTED = sa.text(
-    """
-    SELECT r.source_name, r.received_at,
-           (SELECT count(*) FROM ops.received_files x
-             WHERE x.feed_id = r.feed_id AND x.period_id = r.period_id AND x.state = 'rejected') AS versions,
-           coalesce((SELECT count(*) FROM jsonb_array_elements(v.report -> 'failures') f
-                      WHERE coalesce(f ->> 'severity', 'error') = 'error'), 0) AS checks_failed
-    FROM ops.received_files r
-    LEFT JOIN ops.validation_reports v ON v.file_id = r.id
-    WHERE r.feed_id = :feed_id AND r.period_id = :period_id AND r.state = 'rejected'
-    ORDER BY r.id DESC
-    LIMIT 1
     """
 )
 
@@ -237,7 +216,7 @@ def _chase(
     state, due = row
     if state == "published":
         return []
-    if conn.execute(_WAITING_FOR_US, params).scalar_one():
+    if ledger.file_counts(conn, feed_id=feed.id, period_id=period.id).waiting:
         log.info("ladder: %s %s has a version waiting for a decision; not chasing", feed.id, period.id)
         return []
     days = ladder_days(sched.ladder, due)
@@ -312,7 +291,7 @@ def _message(
         return messages.overdue_reminder(partnership, feed, period, due=due, as_of=as_of)
     if stage == ESCALATION:
         return messages.escalation(partnership, feed, period, due=due, as_of=as_of, reminded_on=reminded_on)
-    latest = conn.execute(_LATEST_REJECTED, {"feed_id": feed.id, "period_id": period.id}).mappings().one()
+    latest = ledger.latest_rejection(conn, feed_id=feed.id, period_id=period.id)
     return messages.still_failing(
         partnership,
         feed,

@@ -148,7 +148,7 @@ def _which(partnership: Partnership, feeds: list[Feed], name: str, *, as_json: b
     for answer in answers:
         print(
             f"{name} is {answer['feed']}'s return for {answer['label']}, "
-            f"due {_day(dt.date.fromisoformat(answer['due'])).replace('  ', ' ')}"
+            f"due {_day(dt.date.fromisoformat(str(answer['due']))).replace('  ', ' ')}"
         )
     return 0
 

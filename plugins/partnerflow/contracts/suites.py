@@ -249,7 +249,7 @@ def read_contract(dataset_id: str, *, directory: Path | None = None) -> Contract
         raise ContractError(f"{path}: unknown keys {sorted(unknown)}")
     if suite.get("name") != dataset_id:
         raise ContractError(f"{path}: 'name' must be {dataset_id!r}, the file's name")
-    meta = suite.get("meta") if isinstance(suite.get("meta"), dict) else {}
+    meta: dict[str, Any] = suite["meta"] if isinstance(suite.get("meta"), dict) else {}
     dates = _dates(path, meta.get("dates", {}))
     known = set(SUITE_PARAMETERS) | set(dates)
     rules = [_rule(path, i, raw, known) for i, raw in enumerate(suite["expectations"], start=1)]
@@ -273,32 +273,23 @@ def load_suite(dataset_id: str, *, directory: Path | None = None) -> Expectation
     return _build_suite(dataset_id, read_rules(dataset_id, directory=directory))
 
 
-def last_accepted_volume(
-    conn: Connection, *, feed_id: str, dataset: Dataset, directory: Path | None = None
+def accepted_volume(
+    conn: Connection, *, file_id: int, row_count: int | None, dataset: Dataset, directory: Path | None = None
 ) -> float | None:
-    """The volume of the feed's last accepted (published) return, as its contract's volume rule measures it:
-    rows, or the total of a count column. None when the contract has no volume rule or nothing is published.
+    """The volume of an accepted (published) file, as its contract's volume rule measures it: rows, or the
+    total of a count column. None when the contract has no volume rule.
     """
     import sqlalchemy as sa
 
     rule = read_contract(dataset.suite_name, directory=directory).volume_rule
     if rule is None:
         return None
-    last = conn.execute(
-        sa.text(
-            "SELECT id, row_count FROM ops.received_files WHERE feed_id = :f AND state = 'published'"
-            " ORDER BY id DESC LIMIT 1"
-        ),
-        {"f": feed_id},
-    ).first()
-    if last is None:
-        return None
     if rule.expectation_type == "expect_table_row_count_to_be_between":
-        return None if last.row_count is None else float(last.row_count)
+        return None if row_count is None else float(row_count)
     schema, name = dataset.table.split(".")
     published = sa.table(name, sa.column("file_id"), sa.column(rule.columns[0]), schema=schema)
     total = conn.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(published.c[rule.columns[0]]), 0)).where(published.c.file_id == last.id)
+        sa.select(sa.func.coalesce(sa.func.sum(published.c[rule.columns[0]]), 0)).where(published.c.file_id == file_id)
     ).scalar_one()
     return float(total)
 
@@ -315,7 +306,7 @@ def validate_staged(
     """Check the staged table against ``dataset``'s contract, in PostgreSQL, for ``period``.
 
     ``table`` is ``schema.name`` (or a bare name in the staging schema) with a ``row_number`` column.
-    ``volume_baseline`` is the last accepted return's volume (``last_accepted_volume``); without one the
+    ``volume_baseline`` is the last accepted return's volume (``accepted_volume``); without one the
     volume rule is not checked. ``directory`` holds the contracts (default: ``expectations/``).
     Raises ContractError for a refused contract and ContractConfigurationError when GX cannot evaluate a
     rule (a type mismatch, a missing column or table): an engineer's problem, not the partner's.
@@ -358,7 +349,9 @@ def validate_staged(
         )
         outcomes = []
         for result in gx_result.results:
-            rule = by_code[result.expectation_config.meta["code"]]
+            configuration = result.expectation_config
+            assert configuration is not None, "GX reports each result with the expectation it checked"
+            rule = by_code[configuration.meta["code"]]
             if reason := _raised_exception(result.exception_info):
                 raise ContractConfigurationError(
                     f"contract {dataset.suite_name!r} rule {rule.code} ({rule.expectation_type} on "
@@ -506,7 +499,7 @@ def _rule(path: Path, position: int, raw: Any, parameters: set[str]) -> Rule:
     where = f"{path}: expectation {position}"
     if not isinstance(raw, dict):
         raise ContractError(f"{where}: must be an object")
-    meta = raw.get("meta") if isinstance(raw.get("meta"), dict) else {}
+    meta: dict[str, Any] = raw["meta"] if isinstance(raw.get("meta"), dict) else {}
     code = meta.get("code")
     if isinstance(code, str) and code:
         where = f"{path}: rule {code}"
@@ -574,7 +567,7 @@ def _build_suite(name: str, rules: tuple[Rule, ...]) -> ExpectationSuite:
             type=rule.expectation_type,
             kwargs=dict(rule.kwargs),
             meta={"code": rule.code, "severity": rule.severity, "columns": list(rule.columns), "message": rule.message},
-            severity=GX_SEVERITY[rule.severity],
+            severity=GX_SEVERITY[rule.severity],  # type: ignore[arg-type]  # GX accepts the enum's values
         )
         try:
             expectations.append(configuration.to_domain_obj())
@@ -584,7 +577,7 @@ def _build_suite(name: str, rules: tuple[Rule, ...]) -> ExpectationSuite:
                 f"contract {name!r} rule {rule.code}: GX does not understand {rule.expectation_type!r}: {reason}"
             ) from None
     suite = gx.ExpectationSuite(name=name, expectations=expectations)
-    built = [(e.expectation_type, e.meta.get("code")) for e in suite.expectations]
+    built = [(e.expectation_type, (e.meta or {}).get("code")) for e in suite.expectations]
     wanted = [(r.expectation_type, r.code) for r in rules]
     if built != wanted:
         raise ContractError(f"contract {name!r}: GX kept {len(built)} of its {len(wanted)} rules")

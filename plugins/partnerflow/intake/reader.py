@@ -211,7 +211,9 @@ def stage(
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
         column_sql = ", ".join(f"{c.name} {SQL_TYPES[c.type]}" for c in columns)
         conn.execute(sa.text(f"CREATE TABLE {table} (row_number integer NOT NULL, {column_sql})"))
-        cursor = conn.connection.driver_connection.cursor()
+        driver = conn.connection.driver_connection
+        assert driver is not None, "an open connection has a driver connection"
+        cursor = driver.cursor()
         names = ", ".join(["row_number", *(c.name for c in columns)])
         rows = 0
         join = "\t".join

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import jinja2
 from markupsafe import Markup
@@ -475,6 +475,8 @@ def _reminder(
     ladder = schedule(partnership, feed).ladder
     quarter = _quarter(period)
     what = f"{feed.title} for {quarter}"
+    recipients: tuple[str, ...]
+    cc: tuple[str, ...]
     if kind == ADVANCE_REMINDER:
         as_of = as_of or add_working_days(due, -ladder.advance_working_days)
         recipients, cc = (partner.contact.email,), ()
@@ -533,8 +535,8 @@ def _build(
     context: Mapping[str, Any],
     attachments: tuple[Attachment, ...] = (),
 ) -> Message:
-    to = _unique(recipients)
-    copies = [address for address in _unique(cc) if address not in to]
+    to = unique_addresses(recipients)
+    copies = [address for address in unique_addresses(cc) if address not in to]
     full_context = {"partnership": partnership, "subject": subject, "key": key, **context}
     text, html = _render(template, full_context)
     return Message(
@@ -631,12 +633,12 @@ def _spreadsheet_safe(cell: str) -> str:
     return "'" + cell if cell[:1] in ("=", "+", "-", "@") else cell
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _non_negative_int(value: object) -> int:
-    return value if _is_int(value) and value >= 0 else 0  # type: ignore[return-value]
+    return value if _is_int(value) and value >= 0 else 0
 
 
 # --- wording ----------------------------------------------------------------------------------------
@@ -658,7 +660,8 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _unique(addresses: Iterable[str]) -> list[str]:
+def unique_addresses(addresses: Iterable[str]) -> list[str]:
+    """Addresses lower-cased, blanks and repeats dropped, in their first order."""
     seen: list[str] = []
     for address in addresses:
         address = address.strip().lower()

@@ -67,6 +67,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from partnerflow.core.config import Notifications, Partnership
 from partnerflow.core.config import partnership as configured_partnership
+from partnerflow.notify.messages import unique_addresses
 from partnerflow.notify.outbox import Message, message_from_row
 
 log = logging.getLogger(__name__)
@@ -197,9 +198,10 @@ def send_pending(
     for _ in range(settings.max_messages):
         at = now or dt.datetime.now(dt.UTC)
         with engine.begin() as conn:
-            row = conn.execute(_CLAIM, {"now": at}).mappings().first()
-            if row is None:
+            claimed = conn.execute(_CLAIM, {"now": at}).mappings().first()
+            if claimed is None:
                 break
+            row = dict(claimed)  # _deliver notes the chunks it sent on it, for _record
             outcome = _deliver(client, row, settings, at)
             _record(conn, row, outcome, at)
         counts[outcome.state] += 1
@@ -282,8 +284,8 @@ def recipient_chunks(
     Addresses are de-duplicated case-insensitively (SendGrid rejects a repeat within a request); the cc
     list goes with the first chunks, so nobody gets two copies.
     """
-    to = _unique(recipients)
-    copies = [a for a in _unique(cc) if a not in to]
+    to = unique_addresses(recipients)
+    copies = [a for a in unique_addresses(cc) if a not in to]
     everyone = [(a, "to") for a in to] + [(a, "cc") for a in copies]
     chunks = []
     for start in range(0, len(everyone), limit):
@@ -458,12 +460,3 @@ def _log_outcome(key: str, outcome: _Outcome) -> None:
         log.error("gave up on %s (status %s); the reason is in ops.notifications", key, outcome.status_code)
     else:
         log.warning("blocked %s: a recipient is not on the allow-list outside production", key)
-
-
-def _unique(addresses: tuple[str, ...]) -> list[str]:
-    seen: list[str] = []
-    for address in addresses:
-        address = address.strip().lower()
-        if address and address not in seen:
-            seen.append(address)
-    return seen

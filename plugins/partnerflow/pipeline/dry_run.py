@@ -270,14 +270,15 @@ def _volume_baseline(warehouse_url: str, feed: Feed, dataset: Dataset, contracts
     """The feed's last accepted volume in the warehouse, or None (also when it has no ledger yet)."""
     import sqlalchemy as sa
 
-    from partnerflow.contracts import suites
+    from partnerflow.pipeline.ingest import volume_baseline
+    from partnerflow.warehouse import ledger
 
     engine = sa.create_engine(warehouse_url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
-            if conn.execute(sa.text("SELECT to_regclass('ops.received_files')")).scalar() is None:
+            if not ledger.exists(conn):
                 return None
-            return suites.last_accepted_volume(conn, feed_id=feed.id, dataset=dataset, directory=contracts_dir)
+            return volume_baseline(conn, feed.id, dataset, contracts_dir)
     finally:
         engine.dispose()
 

@@ -76,7 +76,7 @@ def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = No
                 outcome = quarantine(eng, config, file_id=file_id, feed=feed, dataset=dataset, report=rejected.report)
             else:
                 with eng.connect() as conn:
-                    baseline = suites.last_accepted_volume(conn, feed_id=feed.id, dataset=dataset)
+                    baseline = volume_baseline(conn, feed.id, dataset)
                 checked = suites.validate_staged(
                     warehouse_url=warehouse.warehouse_url(),
                     table=staged.table,
@@ -91,6 +91,16 @@ def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = No
                 collect.move_to_processed(feed, [file_id])
             outcomes.append(outcome.as_dict())
     return outcomes
+
+
+def volume_baseline(conn: Any, feed_id: str, dataset: Any, contracts_dir: Any = None) -> float | None:
+    """The volume of the feed's last published return, as its contract measures it; None if there is none."""
+    last = ledger.last_published(conn, feed_id)
+    if last is None:
+        return None
+    return suites.accepted_volume(
+        conn, file_id=last.id, row_count=last.row_count, dataset=dataset, directory=contracts_dir
+    )
 
 
 def as_of_date(conf: dict[str, Any] | None) -> dt.date:

@@ -346,6 +346,7 @@ def _reachable(arcs: dict[tuple, list[tuple]], start: tuple, goal: tuple) -> boo
 
 
 def _status_in(table: ProtectedTable, entry: _Entry) -> str:
+    cell: Cell | None
     if entry.kind == "cell":
         cell = table.cells[entry.row][entry.column]
     elif entry.kind == "row_total":

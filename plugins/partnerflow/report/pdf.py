@@ -239,11 +239,11 @@ def _tile(pdf: _PackPdf, row: KpiRow, x: float, y: float, width: float) -> None:
 
 def _fit_lines(pdf: _PackPdf, text: str, width: float, lines: int) -> str:
     """``text`` cut (with an ellipsis) to what fits in ``lines`` lines of ``width`` in the current font."""
-    wrapped = pdf.multi_cell(width, 3, text, dry_run=True, output="LINES")
+    wrapped: list[str] = pdf.multi_cell(width, 3, text, dry_run=True, output="LINES")  # type: ignore[assignment]
     if len(wrapped) <= lines:
         return text
     kept = " ".join(wrapped[:lines])
-    while kept and len(pdf.multi_cell(width, 3, kept + "…", dry_run=True, output="LINES")) > lines:
+    while kept and len(pdf.multi_cell(width, 3, kept + "…", dry_run=True, output="LINES")) > lines:  # type: ignore[arg-type]
         kept = kept.rsplit(" ", 1)[0]
     return kept + "…"
 

@@ -77,5 +77,7 @@ def migrate(eng: Engine | None = None) -> list[str]:
 def _run_script(conn: Connection, path: Path) -> None:
     # The whole file at once, without parameters, so multi-statement scripts, $$ bodies and format('%I')
     # reach PostgreSQL as written.
-    with conn.connection.driver_connection.cursor() as cursor:
+    driver = conn.connection.driver_connection
+    assert driver is not None, "an open connection has a driver connection"
+    with driver.cursor() as cursor:
         cursor.execute(path.read_text(encoding="utf-8"))

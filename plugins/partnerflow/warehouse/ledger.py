@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -182,6 +183,116 @@ def pending(conn: Connection, feed_id: str) -> list[int]:
             {"f": feed_id},
         ).scalars()
     )
+
+
+@dataclass(frozen=True)
+class PublishedFile:
+    """The file whose rows are a feed's latest published return."""
+
+    id: int
+    row_count: int | None
+
+
+@dataclass(frozen=True)
+class FileCounts:
+    """How many files a feed x period has had, by what became of them."""
+
+    received: int  # every file, duplicates included
+    rejected: int
+    waiting: int  # received or failed: waiting for a decision
+
+
+@dataclass(frozen=True)
+class LatestFile:
+    """The newest file of a feed x period that is not a duplicate, with the count of all its files."""
+
+    source_name: str | None
+    state: str | None
+    files_received: int
+
+
+def exists(conn: Connection) -> bool:
+    """Whether this database has a ledger at all (a warehouse never migrated has none)."""
+    return conn.execute(sa.text("SELECT to_regclass('ops.received_files')")).scalar() is not None
+
+
+def last_published(conn: Connection, feed_id: str) -> PublishedFile | None:
+    """The feed's latest published file, or None when nothing of it is published."""
+    row = conn.execute(
+        sa.text(
+            "SELECT id, row_count FROM ops.received_files WHERE feed_id = :f AND state = 'published'"
+            " ORDER BY id DESC LIMIT 1"
+        ),
+        {"f": feed_id},
+    ).first()
+    return None if row is None else PublishedFile(row.id, row.row_count)
+
+
+def file_counts(conn: Connection, *, feed_id: str, period_id: str) -> FileCounts:
+    row = conn.execute(
+        sa.text(
+            "SELECT count(*) AS received, count(*) FILTER (WHERE state = 'rejected') AS rejected,"
+            " count(*) FILTER (WHERE state IN ('received', 'failed')) AS waiting"
+            " FROM ops.received_files WHERE feed_id = :f AND period_id = :p"
+        ),
+        {"f": feed_id, "p": period_id},
+    ).one()
+    return FileCounts(received=row.received, rejected=row.rejected, waiting=row.waiting)
+
+
+def rejected_before(conn: Connection, *, feed_id: str, period_id: str, file_id: int) -> int:
+    """How many files of the feed x period were rejected before ``file_id``."""
+    count: int = conn.execute(
+        sa.text(
+            "SELECT count(*) FROM ops.received_files WHERE feed_id = :f AND period_id = :p"
+            " AND state = 'rejected' AND id < :i"
+        ),
+        {"f": feed_id, "p": period_id, "i": file_id},
+    ).scalar_one()
+    return count
+
+
+def latest_rejection(conn: Connection, *, feed_id: str, period_id: str) -> dict[str, Any]:
+    """The newest rejected file of a feed x period: ``source_name``, ``received_at``, ``versions`` (rejected
+    files in all) and ``checks_failed`` (errors in its report). Only call it when one was rejected."""
+    return dict(
+        conn.execute(
+            sa.text(
+                """
+                SELECT r.source_name, r.received_at,
+                       (SELECT count(*) FROM ops.received_files x
+                         WHERE x.feed_id = r.feed_id AND x.period_id = r.period_id AND x.state = 'rejected')
+                         AS versions,
+                       coalesce((SELECT count(*) FROM jsonb_array_elements(v.report -> 'failures') f
+                                  WHERE coalesce(f ->> 'severity', 'error') = 'error'), 0) AS checks_failed
+                FROM ops.received_files r
+                LEFT JOIN ops.validation_reports v ON v.file_id = r.id
+                WHERE r.feed_id = :feed_id AND r.period_id = :period_id AND r.state = 'rejected'
+                ORDER BY r.id DESC
+                LIMIT 1
+                """
+            ),
+            {"feed_id": feed_id, "period_id": period_id},
+        )
+        .mappings()
+        .one()
+    )
+
+
+def latest_files(conn: Connection) -> dict[tuple[str, str], LatestFile]:
+    """Per feed x period: its newest file that is not a duplicate, and how many files it had."""
+    rows = conn.execute(
+        sa.text(
+            """
+            SELECT feed_id, period_id, count(*) AS files,
+                   (array_agg(source_name ORDER BY id DESC) FILTER (WHERE state <> 'duplicate'))[1] AS source_name,
+                   (array_agg(state ORDER BY id DESC) FILTER (WHERE state <> 'duplicate'))[1] AS state
+            FROM ops.received_files
+            GROUP BY feed_id, period_id
+            """
+        )
+    )
+    return {(r.feed_id, r.period_id): LatestFile(r.source_name, r.state, r.files) for r in rows}
 
 
 def _event(conn: Connection, file_id: int, state: str, reason: str | None) -> None:

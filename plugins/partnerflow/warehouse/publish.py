@@ -211,13 +211,7 @@ def _publish_in(
     if current is not None:
         ledger.set_state(conn, current, ledger.SUPERSEDED, f"replaced by file {file_id}")
     ledger.set_state(conn, file_id, ledger.PUBLISHED, f"{rows} rows published", row_count=rows)
-    earlier_rejections = conn.execute(
-        sa.text(
-            "SELECT count(*) FROM ops.received_files WHERE feed_id = :f AND period_id = :p"
-            " AND state = 'rejected' AND id < :i"
-        ),
-        {"f": feed.id, "p": received.period_id, "i": file_id},
-    ).scalar_one()
+    earlier_rejections = ledger.rejected_before(conn, feed_id=feed.id, period_id=received.period_id, file_id=file_id)
     conn.execute(
         sa.text(
             "UPDATE ops.submissions SET state = 'published', published_at = :at, published_file_id = :i,"

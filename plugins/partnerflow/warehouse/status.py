@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from partnerflow.core.config import Partnership
+from partnerflow.warehouse import ledger
 
 
 @dataclass(frozen=True)
@@ -25,27 +27,22 @@ class SliceStatus:
     notifications_sent: int
     notifications_pending: int
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["due_date"] = self.due_date.isoformat() if self.due_date else None
         return data
 
 
+NO_FILES = ledger.LatestFile(source_name=None, state=None, files_received=0)
+
 MATRIX_SQL = sa.text(
     """
     SELECT s.feed_id, s.period_id, s.state, s.due_date, s.rows_published,
-           latest.source_name, latest.state,
-           (SELECT count(*) FROM ops.received_files r WHERE r.feed_id = s.feed_id AND r.period_id = s.period_id),
            (SELECT count(*) FROM ops.notifications n
              WHERE n.feed_id = s.feed_id AND n.period_id = s.period_id AND n.state = 'sent'),
            (SELECT count(*) FROM ops.notifications n
              WHERE n.feed_id = s.feed_id AND n.period_id = s.period_id AND n.state = 'pending')
     FROM ops.submissions s
-    LEFT JOIN LATERAL (
-        SELECT source_name, state FROM ops.received_files r
-        WHERE r.feed_id = s.feed_id AND r.period_id = s.period_id AND r.state <> 'duplicate'
-        ORDER BY r.id DESC LIMIT 1
-    ) latest ON true
     ORDER BY s.period_id DESC, s.feed_id
     """
 )
@@ -55,6 +52,7 @@ def matrix(eng: Engine, partnership: Partnership) -> list[SliceStatus]:
     """Every feed x period the warehouse knows of, newest period first."""
     with eng.connect() as conn:
         rows = conn.execute(MATRIX_SQL).all()
+        files = ledger.latest_files(conn)
     partners = {f.id: partnership.partner(f.partner).name for f in partnership.feeds}
     return [
         SliceStatus(
@@ -64,13 +62,14 @@ def matrix(eng: Engine, partnership: Partnership) -> list[SliceStatus]:
             state=r[2],
             due_date=r[3],
             rows_published=r[4],
-            latest_file=r[5],
-            latest_file_state=r[6],
-            files_received=r[7],
-            notifications_sent=r[8],
-            notifications_pending=r[9],
+            latest_file=latest.source_name,
+            latest_file_state=latest.state,
+            files_received=latest.files_received,
+            notifications_sent=r[5],
+            notifications_pending=r[6],
         )
         for r in rows
+        for latest in [files.get((r[0], r[1]), NO_FILES)]
     ]
 
 
