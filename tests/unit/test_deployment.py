@@ -2,7 +2,8 @@
 
 The compose file is validated against the official Compose Specification JSON schema, vendored in
 ``compose_spec/`` with its licence. ``docker compose config`` (Compose v2; v1 is not supported) also
-validates the file when the docker CLI has the compose plugin; that test is skipped otherwise.
+validates the file when the docker CLI has the compose plugin; that test is skipped otherwise. The health
+checks are run for real in ``tests/integration/test_healthchecks.py``.
 """
 
 from __future__ import annotations
