@@ -1,7 +1,9 @@
 """The docker compose deployment, checked by reading its files: no Docker engine is needed.
 
-``docker compose config`` also validates the file when the docker CLI has the compose plugin; that test
-is skipped otherwise.
+The compose file is validated against the official Compose Specification JSON schema, vendored in
+``compose_spec/`` with its licence. ``docker compose config`` (Compose v2; v1 is not supported) also
+validates the file when the docker CLI has the compose plugin; that test is skipped otherwise. The health
+checks are run for real in ``tests/integration/test_healthchecks.py``.
 """
 
 from __future__ import annotations
@@ -15,15 +17,21 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
+from partnerflow.core import clock
 from partnerflow.core.config import Partnership, SftpTransport
+from partnerflow.notify.sender import SenderSettings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
 DOCKERFILE = REPO / "Dockerfile"
 ENV_EXAMPLE = REPO / ".env.example"
+README = REPO / "README.md"
+# https://github.com/compose-spec/compose-spec/blob/master/schema/compose-spec.json (see compose_spec/README.md)
+COMPOSE_SCHEMA = Path(__file__).parent / "compose_spec" / "compose-spec.json"
 
 AIRFLOW_SERVICES = (
     "airflow-apiserver",
@@ -45,6 +53,10 @@ SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY$|^AIRFLOW_CONN_")
 # ${VAR}, ${VAR?message} or ${VAR:?message}: a value the deployer must supply, never a default.
 REQUIRED_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(:?\?[^}]*)?\}")
 ANY_REFERENCE = re.compile(r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<operator>:?[-?+])?[^}]*\}")
+# What docker compose substitutes: $$ (a literal $), ${VAR} and ${VAR<operator><argument>}.
+INTERPOLATION = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<operator>:?[-?+])(?P<argument>[^}]*))?\})"
+)
 URL_PASSWORD = re.compile(r"://[^:/@\s]+:(?P<password>[^@]*)@")
 LOOKS_LIKE_A_SECRET = re.compile(r"BEGIN [A-Z ]*PRIVATE KEY|SG\.[\w-]{16,}|\b[0-9a-f]{48,}\b")
 
@@ -271,9 +283,74 @@ def test_env_example_lists_every_required_setting_with_no_secret_filled_in(
     for name, value in env_example.items():
         if SECRET_NAME.search(name) and not name.startswith("AIRFLOW_CONN_"):
             assert value == "", f".env.example must leave {name} empty"
-    assert env_example["PARTNERFLOW_ENVIRONMENT"] == "production"
-    # Without a .env, the allow-list stays on.
-    assert compose["x-partnerflow-env"]["PARTNERFLOW_ENVIRONMENT"] == "${PARTNERFLOW_ENVIRONMENT:-staging}"
+
+
+def test_a_copied_env_example_emails_nobody_off_the_allow_list(
+    compose: dict[str, Any], env_example: dict[str, str], demo_config: Partnership, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Production is a choice made on purpose: neither .env.example as copied nor a missing value is one."""
+    monkeypatch.setenv("PARTNERFLOW_SENDGRID_API_KEY", "SG.test")
+
+    def environment_of(value: str | None) -> tuple[bool, bool]:
+        """What partnerflow's code makes of PARTNERFLOW_ENVIRONMENT=value: (emails anyone, clock is real)."""
+        if value is None:
+            monkeypatch.delenv("PARTNERFLOW_ENVIRONMENT", raising=False)
+        else:
+            monkeypatch.setenv("PARTNERFLOW_ENVIRONMENT", value)
+        return SenderSettings.from_env(demo_config).production, clock.production()
+
+    assert environment_of(env_example["PARTNERFLOW_ENVIRONMENT"]) == (False, False)
+    # Without it in .env, the containers get compose's default, which is the code's own default.
+    unset = {name: value for name, value in env_example.items() if name != "PARTNERFLOW_ENVIRONMENT"}
+    in_containers = interpolate(compose["x-partnerflow-env"]["PARTNERFLOW_ENVIRONMENT"], unset)
+    assert in_containers == "development"
+    assert environment_of(in_containers) == environment_of(None) == (False, False)
+    monkeypatch.delenv("PARTNERFLOW_ENVIRONMENT", raising=False)
+    assert SenderSettings.from_env(demo_config).environment == "development"
+    # Only the exact word turns email on.
+    assert environment_of("production") == (True, True)
+    assert environment_of("Production") == environment_of("staging") == (False, False)
+
+
+def test_the_readme_says_what_partnerflow_environment_does(env_example: dict[str, str]) -> None:
+    deploying = README.read_text().split("## Deploying", 1)[1].split("\n## ", 1)[0]
+    row = next(line for line in deploying.splitlines() if line.startswith("| `PARTNERFLOW_ENVIRONMENT`"))
+    assert "`development`" in row and "staging" not in row, row
+    assert "PARTNERFLOW_ENVIRONMENT=production" in deploying, "going live must be a documented step"
+    assert f"`{env_example['PARTNERFLOW_ENVIRONMENT']}`" in row
+
+
+def test_the_compose_file_is_valid_under_the_compose_specification(
+    compose: dict[str, Any], env_example: dict[str, str]
+) -> None:
+    """As written, and as docker compose sees it once .env.example (every empty value filled in) is applied."""
+    validator = compose_validator()
+    settings = {name: value or f"dummy-{name.lower()}" for name, value in env_example.items()}
+    for variant in (compose, interpolate(compose, settings)):
+        errors = [
+            f"{'/'.join(map(str, error.absolute_path))}: {error.message}" for error in validator.iter_errors(variant)
+        ]
+        assert not errors, "\n".join(errors)
+
+
+def test_the_compose_schema_check_catches_mistakes(compose: dict[str, Any]) -> None:
+    """The vendored schema is the strict one: a misspelt key or a wrong type is refused."""
+    validator = compose_validator()
+    worker = compose["services"]["airflow-worker"]
+    mistakes = {
+        "a top-level key compose does not know": {**compose, "service": {}},
+        "a misspelt service key": _with_service(compose, "airflow-worker", {**worker, "healthckeck": {}}),
+        "a health check that is a number": _with_service(
+            compose, "airflow-worker", {**worker, "healthcheck": {**worker["healthcheck"], "test": 1}}
+        ),
+        "an unknown depends_on condition": _with_service(
+            compose,
+            "airflow-worker",
+            {**worker, "depends_on": {"redis": {"condition": "service_ready"}}},
+        ),
+    }
+    for mistake, document in mistakes.items():
+        assert not validator.is_valid(document), f"the schema accepted {mistake}"
 
 
 def test_the_image_is_the_official_airflow_image_of_the_locked_version() -> None:
@@ -300,14 +377,23 @@ def test_the_image_installs_the_lock_the_package_and_its_files(services: dict[st
 
 
 def compose_cli() -> list[str] | None:
+    """Compose v2: the ``docker compose`` plugin, or its standalone ``docker-compose`` build.
+
+    Compose v1 (``docker-compose`` 1.x, e.g. Debian 12's package) is not supported: it refuses the
+    top-level ``name`` with "'name' does not match any of the regexes: '^x-'".
+    """
     docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True, check=False).returncode == 0:
-        return [docker, "compose"]
-    legacy = shutil.which("docker-compose")
-    return [legacy] if legacy else None
+    standalone = shutil.which("docker-compose")
+    for cli in ([docker, "compose"] if docker else None, [standalone] if standalone else None):
+        if cli is None:
+            continue
+        version = subprocess.run([*cli, "version", "--short"], capture_output=True, text=True, check=False)
+        if version.returncode == 0 and re.match(r"v?[2-9]\.", version.stdout.strip()):
+            return cli
+    return None
 
 
-@pytest.mark.skipif(compose_cli() is None, reason="no docker compose CLI here")
+@pytest.mark.skipif(compose_cli() is None, reason="no Compose v2 (docker compose) here")
 def test_docker_compose_accepts_the_file_and_refuses_a_missing_secret(tmp_path: Path) -> None:
     cli = compose_cli()
     assert cli is not None
@@ -335,6 +421,48 @@ def test_docker_compose_accepts_the_file_and_refuses_a_missing_secret(tmp_path: 
     refused = config({name: value for name, value in values.items() if name != "PARTNERFLOW_PSEUDONYM_KEY"})
     assert refused.returncode != 0
     assert "set PARTNERFLOW_PSEUDONYM_KEY in .env" in refused.stderr
+
+
+def compose_validator() -> jsonschema.Draft7Validator:
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    assert schema["$schema"].startswith("https://json-schema.org/draft-07/"), "the schema moved to another draft"
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+def interpolate(value: Any, variables: dict[str, str]) -> Any:
+    """``value`` with every ``${...}`` substituted from ``variables`` as docker compose does it.
+
+    A ``${VAR:?message}`` or ``${VAR?message}`` that is not satisfied raises ``LookupError(message)``.
+    """
+    if isinstance(value, dict):
+        return {name: interpolate(item, variables) for name, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, variables) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match["escaped"]:
+            return "$"
+        current = variables.get(match["name"])
+        operator, argument = match["operator"], match["argument"]
+        present = bool(current) if operator and operator.startswith(":") else current is not None
+        if operator in (":-", "-"):
+            return current if present else argument
+        if operator in (":?", "?"):
+            if not present:
+                raise LookupError(argument)
+            return current
+        if operator in (":+", "+"):
+            return argument if present else ""
+        return current or ""
+
+    return INTERPOLATION.sub(substitute, value)
+
+
+def _with_service(compose: dict[str, Any], name: str, service: dict[str, Any]) -> dict[str, Any]:
+    return {**compose, "services": {**compose["services"], name: service}}
 
 
 def _strings(value: Any) -> list[str]:
