@@ -66,6 +66,7 @@ def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = No
                     feed=feed,
                     dataset=dataset,
                     key=key,
+                    declared_rows=received.declared_rows,
                 )
             except intake.FileRejected as rejected:
                 outcome = quarantine(eng, config, file_id=file_id, feed=feed, dataset=dataset, report=rejected.report)
