@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from partnerflow import clock, contracts, intake, ledger, sources, warehouse
-from partnerflow.calendar import Period, collecting_period
+from partnerflow.calendar import Period, collecting_period, iso_day
 from partnerflow.config import Partnership, partnership
 from partnerflow.landing import landing_dir
 from partnerflow.minimise import pseudonym_key
@@ -24,6 +24,7 @@ def fetch(feed_id: str, *, period_id: str | None = None, config: Partnership | N
     """Pull what is new for a feed; return the ids of files waiting for a decision (new and left over)."""
     config = config or partnership()
     feed = config.feed(feed_id)
+    requested = Period.from_id(period_id) if period_id else None  # a bad conf fails here, for any transport
     agreement = config.partner(feed.partner).agreement
     today = clock.today()
     if not agreement.in_force(today):
@@ -38,7 +39,7 @@ def fetch(feed_id: str, *, period_id: str | None = None, config: Partnership | N
     if feed.transport.kind == "sftp":
         sources.fetch_sftp(eng, config, feed)
     else:
-        period = Period.from_id(period_id) if period_id else collecting_period(today, config, feed)
+        period = requested or collecting_period(today, config, feed)
         sources.fetch_http(eng, config, feed, period)
     with eng.connect() as conn:
         return ledger.pending(conn, feed_id)
@@ -88,7 +89,11 @@ def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = No
 
 
 def as_of_date(conf: dict[str, Any] | None) -> dt.date:
-    """The day a run acts for: ``conf["as_of"]`` when given (reruns, the demo), else today."""
+    """The day a run acts for: ``conf["as_of"]`` when given (reruns, the demo), else today.
+
+    ``as_of`` is YYYY-MM-DD in ASCII digits; anything else is a ValueError naming the conf key (never a
+    guess), as a period id in ``conf["period"]`` is refused by ``Period.from_id``.
+    """
     if conf and conf.get("as_of"):
-        return dt.date.fromisoformat(conf["as_of"])
+        return iso_day(conf["as_of"], 'the DAG run conf "as_of"')
     return clock.today()

@@ -42,7 +42,7 @@ from sqlalchemy.engine import Engine
 
 from partnerflow import ledger
 from partnerflow.archives import ARCHIVE_RULES, ArchiveRefused, archive_kind, expand
-from partnerflow.calendar import Period, due_date, period_id_regex
+from partnerflow.calendar import NOT_ASCII_REASON, Period, ascii_folded, due_date, period_id_regex
 from partnerflow.config import Feed, HttpTransport, Partnership, SftpTransport
 from partnerflow.landing import LandedFile, land, land_bytes
 
@@ -96,6 +96,18 @@ def name_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(rf"^{glob}$")
 
 
+def near_miss(name: str, regex: re.Pattern[str]) -> str | None:
+    """Why ``name``, which the feed's ``regex`` does not match, nearly matches it, or None if it doesn't.
+
+    A name whose period is written in other digits (``icb_safeguarding_٢٠٢٦Q4.csv``, full-width
+    ``…_２０２７Q1.csv``) is never a period, but it is no stray file either: the partner meant it, and an
+    operator should hear why it was left alone rather than see nothing happen.
+    """
+    if regex.match(name) or not regex.match(ascii_folded(name)):
+        return None
+    return NOT_ASCII_REASON
+
+
 def safe_name(name: object) -> bool:
     """Whether a listed name is a plain file name: no folders, no ``..``, no control characters."""
     return (
@@ -118,7 +130,7 @@ def matching_files(entries: Sequence[Any], transport: SftpTransport) -> list[Rem
         match = regex.match(entry.filename)
         if not match:
             continue
-        mtime = dt.datetime.fromtimestamp(entry.st_mtime or 0, tz=dt.UTC)
+        mtime = dt.datetime.fromtimestamp(entry.st_mtime or 0, tz=dt.UTC)  # match["period"] is ASCII: [0-9]
         found.append(RemoteFile(entry.filename, entry.st_size or 0, mtime, match["period"]))
     return sorted(found, key=lambda f: (f.mtime, f.name))
 
@@ -149,6 +161,18 @@ def fetch_sftp(eng: Engine, partnership: Partnership, feed: Feed) -> list[int]:
         refused = [e for e in entries if not safe_name(e.filename)]
         if refused:
             log.warning("%s: ignored %d listed name(s) that are not plain file names", feed.id, len(refused))
+        regex = name_regex(transport.pattern)
+        for entry in entries:
+            reason = near_miss(entry.filename, regex) if safe_name(entry.filename) else None
+            if reason:
+                log.warning(
+                    "%s: ignored %s, which looks like the feed's pattern %s but %s; ask the partner to send it "
+                    "again with the period in digits 0-9",
+                    feed.id,
+                    ascii(entry.filename),
+                    transport.pattern,
+                    reason,
+                )
         for remote in _complete(eng, feed, transport, listed, entries):
             with eng.connect() as conn:
                 if ledger.already_received(
