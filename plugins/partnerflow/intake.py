@@ -108,7 +108,8 @@ FILE_RULES = {
     "FLD-001": "Dates must be written in the agreed format ({date_format}).",
     "FLD-002": "This column must hold whole numbers only.",
     "FLD-003": "Values in this column are longer than allowed.",
-    "FLD-004": "NHS numbers must be 10 digits with a valid check digit.",
+    "FLD-004": "NHS numbers must be 10 digits with a valid check digit, and not one digit repeated (such as "
+    "0000000000, which is a placeholder, not a number).",
     "FLD-005": "Postcodes must be full UK postcodes.",
     "FLD-006": "This column must hold a number.",
     "FLD-007": "This column must hold Y or N.",
