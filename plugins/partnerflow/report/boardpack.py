@@ -32,13 +32,13 @@ from sqlalchemy.engine import Connection, Engine
 from partnerflow import clock
 from partnerflow.calendar import Period, board_meetings
 from partnerflow.config import Partnership
+from partnerflow.report.cells import spreadsheet_safe
 from partnerflow.report.disclosure import LIMITS, MARKS, NHS_ROUNDING
 from partnerflow.report.kpis import FeedStatus, KpiRow, TrendPoint, feed_periods, kpi_rows, submission_statuses
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 PDF_NAME, HTML_NAME, CSV_NAME = "board-pack.pdf", "board-pack.html", "board-pack-figures.csv"
 RAG_LABELS = {"red": "Red", "amber": "Amber", "green": "Green", "none": "No target"}
-SPREADSHEET_TRIGGERS = ("=", "+", "-", "@")
 MAX_CHANGES_LISTED = 12
 
 
@@ -293,12 +293,6 @@ def figures_csv(content: PackContent) -> bytes:
                         for v in (row.id, row.title, row.theme, period.id, category, cell.text, "", "", "")
                     )
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")  # the BOM makes Excel read UTF-8
-
-
-def spreadsheet_safe(cell: object) -> str:
-    """A cell a spreadsheet will show as text: one starting = + - @ is prefixed with ' so it is no formula."""
-    text = "" if cell is None else str(cell)
-    return "'" + text if text.startswith(SPREADSHEET_TRIGGERS) else text
 
 
 def template_context(content: PackContent, edition: Edition) -> dict[str, Any]:
