@@ -137,7 +137,7 @@ def reference_rows(data: bytes, the_feed: Feed, dataset: Dataset, max_line: int)
     state = {"bad": False, "foreign": False, "exhausted": False}
 
     def lines():
-        line = handle.readline(max_line + 1)
+        line = handle.readline(max_line + 4)  # a BOM does not count towards the limit
         if line.startswith(reader.UTF8_BOM):
             line = line[3:]
             state["foreign"] = codec != "utf-8"
@@ -159,7 +159,9 @@ def reference_rows(data: bytes, the_feed: Feed, dataset: Dataset, max_line: int)
     def error_code(exc: Exception) -> str:
         if isinstance(exc, TooLong) or "field larger than field limit" in str(exc):
             return "FILE-007"
-        return "FILE-008" if state["exhausted"] else "FILE-011"
+        if not state["exhausted"]:
+            return "FILE-011"
+        return "FILE-008" if data.endswith(b"\n") else "FILE-012"  # ended inside quotes, or with no line end
 
     csv_rows = csv.reader(lines(), strict=True)
     try:
@@ -173,6 +175,9 @@ def reference_rows(data: bytes, the_feed: Feed, dataset: Dataset, max_line: int)
     if not header or not any(h.strip() for h in header):
         problems.add("FILE-003", "", 0)
         return [], problems
+    if handle.tell() == len(data) and not data.endswith(b"\n"):
+        problems.add("FILE-012", "", 0)
+        return [], problems
     if state["bad"]:
         problems.add("FILE-001", "", 0)
         state["bad"] = False
@@ -181,11 +186,12 @@ def reference_rows(data: bytes, the_feed: Feed, dataset: Dataset, max_line: int)
         return [], problems
     columns = dataset.loaded_columns
     converters = [reader._converter(c, dataset.date_format, ReferencePseudonymiser(KEY)) for c in columns]
-    rows, row_number = [], 0
+    rows, row_number, ended = [], 0, False
     while True:
         try:
             fields = next(csv_rows)
         except StopIteration:
+            ended = True
             break
         except (csv.Error, TooLong) as exc:
             problems.add(error_code(exc), "", row_number + 1)
@@ -200,7 +206,7 @@ def reference_rows(data: bytes, the_feed: Feed, dataset: Dataset, max_line: int)
             continue
         elif len(fields) < len(header):
             if handle.tell() == len(data) and not data.endswith(b"\n"):
-                problems.add("FILE-008", "", row_number)
+                problems.add("FILE-012", "", row_number)
                 break
             fields += [""] * (len(header) - len(fields))
         fields.append(None)
@@ -213,6 +219,8 @@ def reference_rows(data: bytes, the_feed: Feed, dataset: Dataset, max_line: int)
                 problems.add(bad.code, column.name, row_number)
                 values.append(None)
         rows.append((row_number, values))
+    if ended and not data.endswith(b"\n"):
+        problems.add("FILE-012", "", row_number)  # no line end: the last value may be cut short
     return rows, problems
 
 

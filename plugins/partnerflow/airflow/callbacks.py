@@ -79,16 +79,15 @@ class OutboxRecoveryNotice(BaseNotifier):
 def incident_period(conf: dict[str, Any] | None, config) -> str:
     """The period a run's incident is filed under: conf ``period``, else the collecting period of conf
     ``as_of``, else of today."""
-    import datetime as dt
 
     from partnerflow.core import clock
-    from partnerflow.core.periods import Period, collecting_period
+    from partnerflow.core.periods import Period, collecting_period, iso_day
 
     conf = conf or {}
     try:
         if conf.get("period"):
             return Period.from_id(str(conf["period"])).id
-        day = dt.date.fromisoformat(str(conf["as_of"])) if conf.get("as_of") else clock.today()
+        day = iso_day(conf["as_of"]) if conf.get("as_of") else clock.today()
     except ValueError:
         day = clock.today()
     return collecting_period(day, config).id

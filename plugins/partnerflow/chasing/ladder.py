@@ -43,7 +43,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from partnerflow.core import clock
 from partnerflow.core.config import Feed, Ladder, Partnership
-from partnerflow.core.periods import FeedSchedule, Period, add_working_days, schedule
+from partnerflow.core.periods import FeedSchedule, Period, add_working_days, iso_day, schedule
 from partnerflow.notify import messages
 from partnerflow.notify.outbox import Message, enqueue
 from partnerflow.warehouse import ledger
@@ -165,7 +165,7 @@ def run_day(
     says what day it is.
     """
     if conf and conf.get("as_of"):
-        return dt.date.fromisoformat(str(conf["as_of"]))
+        return iso_day(conf["as_of"], 'the DAG run conf "as_of"')
     if run_type in SCHEDULED_RUN_TYPES and logical_date is not None:
         if not clock.production() and clock.clock_file().exists():
             return None

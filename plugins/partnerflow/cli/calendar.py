@@ -16,7 +16,15 @@ from dataclasses import dataclass
 
 from partnerflow.chasing.ladder import ladder_days
 from partnerflow.core.config import Feed, Partnership
-from partnerflow.core.periods import Period, board_meetings, period_of_name, schedule
+from partnerflow.core.periods import (
+    NOT_ASCII_REASON,
+    Period,
+    ascii_folded,
+    board_meetings,
+    iso_day,
+    period_of_name,
+    schedule,
+)
 from partnerflow.notify import messages
 
 DEFAULT_DAYS = 90
@@ -43,11 +51,19 @@ class CalendarEvent:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``calendar`` subcommand's options."""
-    parser.add_argument("--from", dest="start", type=dt.date.fromisoformat, help="first day (default: today)")
-    parser.add_argument("--to", dest="end", type=dt.date.fromisoformat, help=f"last day (default: +{DEFAULT_DAYS})")
+    parser.add_argument("--from", dest="start", type=_day_argument, help="first day (default: today)")
+    parser.add_argument("--to", dest="end", type=_day_argument, help=f"last day (default: +{DEFAULT_DAYS})")
     parser.add_argument("--feed", help="only this feed")
     parser.add_argument("--which", metavar="FILE_NAME", help="say which feed and period a file name belongs to")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _day_argument(text: str) -> dt.date:
+    """``--from``/``--to``: YYYY-MM-DD in ASCII digits, or argparse's usage error saying so."""
+    try:
+        return iso_day(text, "the day")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,6 +156,10 @@ def _which(partnership: Partnership, feeds: list[Feed], name: str, *, as_json: b
         )
     if not answers:
         expected = "; ".join(f"{f.id}: {_template(f)}" for f in feeds)
+        folded = ascii_folded(name)
+        if folded != name and any(period_of_name(partnership, feed, folded) for feed in feeds):
+            print(f"{ascii(name)} is no period's file: {NOT_ASCII_REASON} ({expected})", file=sys.stderr)
+            return 1
         print(f"{name!r} is not a file name any feed expects ({expected})", file=sys.stderr)
         return 1
     if as_json:

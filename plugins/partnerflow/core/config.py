@@ -183,17 +183,24 @@ class HttpTransport(_Model):
 
 
 class FileFormat(_Model):
-    """How a feed's files are written: CSV (``encoding``, ``delimiter``), JSON, or XLSX (``sheet``, else the first)."""
+    """How a feed's files are written: CSV (``encoding``, ``delimiter``), JSON, or XLSX (``sheet``, else the first).
+
+    A CSV whose last line has no line ending may be cut off, so it is refused (FILE-012) unless
+    ``allow_unterminated_last_line``, which needs ``completeness: done_marker`` (see ``Feed``).
+    """
 
     kind: Literal["csv", "json", "xlsx"]
     encoding: Literal["utf-8", "windows-1252"] = "utf-8"
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
     sheet: str | None = None
+    allow_unterminated_last_line: bool = False
 
     @model_validator(mode="after")
     def _sheet_only_for_xlsx(self) -> FileFormat:
         if self.sheet is not None and self.kind != "xlsx":
             raise ValueError("sheet applies to xlsx files only")
+        if self.allow_unterminated_last_line and self.kind != "csv":
+            raise ValueError("allow_unterminated_last_line applies to csv files only")
         return self
 
 
@@ -234,6 +241,18 @@ class Feed(_Model):
     transport: Annotated[SftpTransport | HttpTransport, Field(discriminator="kind")]
     format: FileFormat
     calendar: FeedCalendar = FeedCalendar()
+
+    @model_validator(mode="after")
+    def _unterminated_only_with_a_manifest(self) -> Feed:
+        transport = self.transport
+        if self.format.allow_unterminated_last_line and not (
+            isinstance(transport, SftpTransport) and transport.completeness == "done_marker"
+        ):
+            raise ValueError(
+                "allow_unterminated_last_line needs completeness: done_marker (the manifest's sha256 and row "
+                "count are what show such a file is whole)"
+            )
+        return self
 
 
 class Ladder(_Model):

@@ -10,6 +10,12 @@ sorts as a string, and parses one way only:
 Terms are numbered through the calendar year (T1 spring, T2 summer, T3 autumn); the day each starts comes
 from ``calendar.terms`` and a term ends the day before the next one starts. Working days exclude weekends
 and England and Wales bank holidays.
+
+Pitfalls:
+    Period ids (and days) are ASCII only, wherever they are parsed: in a regex ``\\d`` matches any
+    Unicode digit (``٢٠٢٦``, ``２０２６``) and ``int()`` reads them, so ``icb_safeguarding_٢٠٢٦Q4.csv``
+    once became a phantom period of its own. Patterns here say ``[0-9]``; ``Period.from_id`` and
+    ``iso_day`` refuse anything else, and ``ascii_folded`` lets callers tell such a near miss apart.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import calendar as stdlib_calendar
 import datetime as dt
 import fnmatch
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cache, total_ordering
 
@@ -33,14 +40,18 @@ _PER_YEAR = {QUARTER: 4, MONTH: 12, TERM: 3}
 _TERM_NAMES = ("Spring", "Summer", "Autumn")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
-PERIOD_ID_PATTERNS = {
-    QUARTER: r"\d{4}Q[1-4]",
-    MONTH: r"\d{4}M(?:0[1-9]|1[0-2])",
-    TERM: r"\d{4}T[1-3]",
+PERIOD_ID_PATTERNS = {  # [0-9], never \d: see Pitfalls
+    QUARTER: r"[0-9]{4}Q[1-4]",
+    MONTH: r"[0-9]{4}M(?:0[1-9]|1[0-2])",
+    TERM: r"[0-9]{4}T[1-3]",
 }
-PERIOD_ID_PATTERN = r"\d{4}(?:Q[1-4]|M(?:0[1-9]|1[0-2])|T[1-3])"
+PERIOD_ID_PATTERN = r"[0-9]{4}(?:Q[1-4]|M(?:0[1-9]|1[0-2])|T[1-3])"
 """Any period id, for a regex (no groups): what a file name's ``{period}`` may be."""
-PERIOD_ID = re.compile(r"^(?P<year>\d{4})(?P<letter>[QMT])(?P<number>\d{1,2})$")
+PERIOD_ID = re.compile(r"(?P<year>[0-9]{4})(?P<letter>[QMT])(?P<number>[0-9]{1,2})", re.ASCII)
+ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+NOT_ASCII_REASON = (
+    "it is written with non-ASCII look-alikes (such as Arabic-Indic or full-width digits), so it names no period"
+)
 
 
 @dataclass(frozen=True)
@@ -89,10 +100,13 @@ class Period:
 
     @classmethod
     def from_id(cls, period_id: str, *, terms: TermDates | None = None) -> Period:
-        """The period an id like ``2026Q3``, ``2026M10`` or ``2026T3`` names."""
-        match = PERIOD_ID.match(period_id)
-        if not match or not re.fullmatch(PERIOD_ID_PATTERN, period_id):
+        """The period an id like ``2026Q3``, ``2026M10`` or ``2026T3`` names: ASCII only (see Pitfalls)."""
+        if not isinstance(period_id, str):
             raise ValueError(f"{period_id!r} is not a period id like 2026Q3, 2026M10 or 2026T3")
+        match = PERIOD_ID.fullmatch(period_id) if period_id.isascii() else None
+        if not match or not re.fullmatch(PERIOD_ID_PATTERN, period_id, re.ASCII):
+            why = f" ({NOT_ASCII_REASON})" if not period_id.isascii() else ""
+            raise ValueError(f"{period_id!r} is not a period id like 2026Q3, 2026M10 or 2026T3{why}")
         kind = _KIND_OF_LETTER[match["letter"]]
         return cls(int(match["year"]), int(match["number"]), kind, terms or DEFAULT_TERMS)
 
@@ -268,6 +282,26 @@ def collecting_period(as_of: dt.date, partnership: Partnership | None = None, fe
     return Period.containing(as_of).previous()
 
 
+def ascii_folded(text: str) -> str:
+    """``text`` with full-width and other compatibility forms (NFKC) and every Unicode decimal digit written
+    as ASCII: ``icb_٢٠٢٦Q4.csv`` -> ``icb_2026Q4.csv``. Equal to ``text`` when it had none. For telling a
+    near miss (a name that would match but for its digits) from a name that is simply something else."""
+    folded = unicodedata.normalize("NFKC", text)
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in folded)
+
+
+def iso_day(value: object, what: str = "the day") -> dt.date:
+    """A day written ``YYYY-MM-DD`` in ASCII digits (a DAG conf's ``as_of``, a CLI argument); ValueError
+    naming ``what`` otherwise. ``date.fromisoformat`` alone also takes ``20260703`` and ``2026-W27-5``."""
+    text = value.strip() if isinstance(value, str) else value
+    if not isinstance(text, str) or not ISO_DAY.fullmatch(text):
+        raise ValueError(f"{what} must be a date written YYYY-MM-DD in digits 0-9")
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{what} is not a real date") from None
+
+
 def period_id_regex(kind: str | None = None) -> str:
     """A regex (no groups) matching period ids of ``kind``, or of any kind."""
     return PERIOD_ID_PATTERNS[kind] if kind else PERIOD_ID_PATTERN
@@ -286,7 +320,7 @@ def period_of_name(partnership: Partnership, feed: Feed, name: str) -> Period | 
     else:
         regex = re.escape(before) + period + re.escape(after)
         name = name if name.startswith("/") or not before.startswith("/") else "/" + name
-    match = re.fullmatch(regex, name)
+    match = re.fullmatch(regex, name)  # [0-9] in the period: a name with other digits is no period's
     return sched.period(match["period"]) if match else None
 
 

@@ -86,9 +86,18 @@ class Pseudonymiser:
 
 
 def nhs_number_valid(value: str) -> bool:
-    """The NHS number's modulus 11 check digit."""
+    """Whether ``value`` is an NHS number: ten ASCII digits whose modulus 11 check digit is right (a check
+    digit of 10 means no number), and not one digit ten times.
+
+    Every repeated digit (0000000000, 1111111111, … 9999999999) passes the modulus 11 check, yet none is
+    ever issued: they are placeholders that would pseudonymise to one child shared by every record that
+    holds one. Allocation ranges are deliberately not checked: Scottish CHI and Northern Irish H&C numbers
+    share the scheme and turn up in English health records, and partners test with the 999 range.
+    """
     digits = value.replace(" ", "").replace("-", "")
     if len(digits) != 10 or not digits.isdigit() or not digits.isascii():
+        return False
+    if digits == digits[0] * 10:
         return False
     total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
     check = 11 - total % 11

@@ -14,8 +14,10 @@ Pitfalls:
     A spreadsheet quietly rewrites what partners type: ids become ``1.23E+05`` or lose their leading
     zeros, dates become serial numbers (``45123``) or day/month/year. These get rule codes of their own
     (FLD-008 to FLD-011) rather than loading a wrong value.
-    A line without a final newline is normal; a last row that is also short, or a file ending inside a
-    quoted field, is a truncated upload (FILE-008).
+    A text file whose last line has no line ending may have been cut off inside its last value (``…,114``
+    for ``…,1147``), which no other check can see: it is refused (FILE-012), unless the feed allows it
+    (``allow_unterminated_last_line``, only with a ``.done`` manifest, whose sha256 and row count prove the
+    file whole). A last row that is also short, or a file ending inside a quoted field, is FILE-008.
 """
 
 from __future__ import annotations
@@ -100,10 +102,14 @@ FILE_RULES = {
     "FILE-010": "The workbook has no sheet with the agreed name. Put the return on the agreed sheet and resend.",
     "FILE-011": "The rows or quotes of the file are not well formed from the row listed (a quote mark inside a "
     "quoted field that is not doubled, or unusual line endings). Save it again as CSV and resend.",
+    "FILE-012": "The file's last line has no line ending, so the file may have been cut off part way through "
+    "its last value (still uploading, or the export stopped). Send the complete file: a complete export ends "
+    "with a line break.",
     "FLD-001": "Dates must be written in the agreed format ({date_format}).",
     "FLD-002": "This column must hold whole numbers only.",
     "FLD-003": "Values in this column are longer than allowed.",
-    "FLD-004": "NHS numbers must be 10 digits with a valid check digit.",
+    "FLD-004": "NHS numbers must be 10 digits with a valid check digit, and not one digit repeated (such as "
+    "0000000000, which is a placeholder, not a number).",
     "FLD-005": "Postcodes must be full UK postcodes.",
     "FLD-006": "This column must hold a number.",
     "FLD-007": "This column must hold Y or N.",
@@ -197,11 +203,20 @@ def human_date_format(date_format: str) -> str:
 
 
 def stage(
-    eng: Engine, *, path: Path, file_id: int, feed: Feed, dataset: Dataset, key: bytes, table: str | None = None
+    eng: Engine,
+    *,
+    path: Path,
+    file_id: int,
+    feed: Feed,
+    dataset: Dataset,
+    key: bytes,
+    table: str | None = None,
+    declared_rows: int | None = None,
 ) -> StagedFile:
     """Parse, minimise and COPY a landed file into its own staging table; raise FileRejected on problems.
 
     ``table`` (``schema.name``) overrides ``staging_table(dataset, file_id)``, for a dry run's scratch schema.
+    ``declared_rows`` is the row count of the file's ``.done`` manifest, if it had one (see FILE-012).
     On any problem the staging table is dropped: nothing of a bad file stays behind.
     """
     table = table or staging_table(dataset, file_id)
@@ -219,7 +234,9 @@ def stage(
         join = "\t".join
         with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
             block: list[str] = []
-            for row_number, fields in _converted_rows(path, feed, dataset, key, problems, output=_copy_text):
+            allow = unterminated_allowed(feed, declared_rows)
+            converted = _converted_rows(path, feed, dataset, key, problems, output=_copy_text, allow_unterminated=allow)
+            for row_number, fields in converted:
                 rows += 1
                 if not problems.counts:  # rows after the first problem are only read, for the report
                     block.append(f"{row_number}\t{join(fields)}\n" if fields else f"{row_number}\n")
@@ -241,18 +258,32 @@ def drop_staging(eng: Engine, dataset: Dataset, file_id: int) -> None:
 
 
 def minimised_rows(
-    path: Path, *, feed: Feed, dataset: Dataset, key: bytes, problems: Problems
+    path: Path, *, feed: Feed, dataset: Dataset, key: bytes, problems: Problems, declared_rows: int | None = None
 ) -> Iterator[tuple[int, list[Any]]]:
     """Each data row of a landed file as ``(row number, values of dataset.loaded_columns)``, typed and
     minimised, streaming. Problems are added to ``problems``; a value with a problem comes out as None.
 
     Nothing but minimised values leaves: dropped columns are never read past the header.
     """
-    return _converted_rows(path, feed, dataset, key, problems)
+    allow = unterminated_allowed(feed, declared_rows)
+    return _converted_rows(path, feed, dataset, key, problems, allow_unterminated=allow)
+
+
+def unterminated_allowed(feed: Feed, declared_rows: int | None) -> bool:
+    """Whether a text file's last line may lack its line ending: only if the feed says so and this file came
+    with a ``.done`` manifest (its sha256 was checked on arrival; its row count is checked before publish)."""
+    return feed.format.allow_unterminated_last_line and declared_rows is not None
 
 
 def _converted_rows(
-    path: Path, feed: Feed, dataset: Dataset, key: bytes, problems: Problems, output: Callable[[Any], Any] | None = None
+    path: Path,
+    feed: Feed,
+    dataset: Dataset,
+    key: bytes,
+    problems: Problems,
+    output: Callable[[Any], Any] | None = None,
+    *,
+    allow_unterminated: bool = False,
 ) -> Iterator[tuple[int, list[Any]]]:
     """``minimised_rows``, with each value passed through ``output`` (if given) before it is yielded."""
     pseudonymiser = Pseudonymiser(key)
@@ -261,7 +292,7 @@ def _converted_rows(
         getters = [_text_getter(c, dataset.date_format, pseudonymiser, output) for c in columns]
     else:
         getters = [_cell_getter(_converter(c, dataset.date_format, pseudonymiser), output) for c in columns]
-    for row_number, raw_values in _records(path, feed, dataset, problems):
+    for row_number, raw_values in _records(path, feed, dataset, problems, allow_unterminated=allow_unterminated):
         try:  # raw_values may carry one trailing item more than there are columns (see _csv_records)
             values = list(map(call, getters, raw_values))
         except _BadValue:
@@ -364,10 +395,12 @@ def _write_copy(copy: Any, lines: list[str]) -> None:
 # "" for CSV, whose values are all text).
 
 
-def _records(path: Path, feed: Feed, dataset: Dataset, problems: Problems) -> Iterator[tuple[int, Sequence[Any]]]:
+def _records(
+    path: Path, feed: Feed, dataset: Dataset, problems: Problems, *, allow_unterminated: bool = False
+) -> Iterator[tuple[int, Sequence[Any]]]:
     kind = feed.format.kind
     if kind == "csv":
-        return _csv_records(path, feed, dataset, problems)
+        return _csv_records(path, feed, dataset, problems, allow_unterminated=allow_unterminated)
     if kind == "xlsx":
         return _xlsx_records(path, feed, dataset, problems)
     return _json_records(path, dataset, problems)
@@ -383,7 +416,7 @@ class _LineState:
 
     bad_bytes: bool = False
     foreign_encoding: bool = False
-    unterminated: bool = False  # the last line, without a newline, has been passed on
+    unterminated: bool = False  # the last line, without a line ending, has been passed on
     exhausted: bool = False
 
     def take_bad_bytes(self) -> bool:
@@ -406,7 +439,7 @@ def _decoded_lines(handle: BinaryIO, encoding: str, state: _LineState) -> Iterat
 def _decoded_blocks(handle: BinaryIO, encoding: str, state: _LineState) -> Iterator[Iterable[str]]:
     """The lines of ``_decoded_lines`` in blocks: the first line on its own, then whole lines a block at a time."""
     codec = "cp1252" if encoding == "windows-1252" else "utf-8"
-    line = handle.readline(MAX_LINE_BYTES + 1)
+    line = handle.readline(MAX_LINE_BYTES + len(UTF8_BOM) + 1)  # a BOM does not count towards the limit
     if line.startswith(UTF8_BOM):
         line = line[len(UTF8_BOM) :]
         state.foreign_encoding = codec != "utf-8"  # a UTF-8 file where Windows-1252 was agreed
@@ -415,6 +448,7 @@ def _decoded_blocks(handle: BinaryIO, encoding: str, state: _LineState) -> Itera
     if len(line) > MAX_LINE_BYTES:
         raise _LineTooLong
     if line:
+        state.unterminated = not line.endswith(b"\n")  # then, within the limit, it is the whole file
         yield _lines_one_by_one(line, codec, state)
     # A block's lines after its first lie within one read, so only its first line can be too long.
     read_bytes = min(READ_BLOCK_BYTES, MAX_LINE_BYTES)
@@ -457,7 +491,11 @@ def _lines_one_by_one(data: bytes, codec: str, state: _LineState) -> Iterator[st
         yield text
 
 
-def _csv_records(path: Path, feed: Feed, dataset: Dataset, problems: Problems) -> Iterator[tuple[int, list]]:
+def _csv_records(
+    path: Path, feed: Feed, dataset: Dataset, problems: Problems, *, allow_unterminated: bool = False
+) -> Iterator[tuple[int, list]]:
+    """The rows of a CSV. A last line without its line ending is FILE-012 unless ``allow_unterminated``
+    (the file then still ends in a whole row, or it is FILE-008); see the module's Pitfalls."""
     with path.open("rb") as handle:
         state = _LineState()
         reader = csv.reader(
@@ -466,13 +504,17 @@ def _csv_records(path: Path, feed: Feed, dataset: Dataset, problems: Problems) -
         try:
             header = next(reader, None)
         except (csv.Error, _LineTooLong) as exc:
-            problems.add("FILE-001" if state.foreign_encoding else _csv_error_code(exc, state), "", 0)
+            code = _csv_error_code(exc, state, allow_unterminated)
+            problems.add("FILE-001" if state.foreign_encoding else code, "", 0)
             return
         if state.foreign_encoding:
             problems.add("FILE-001", "", 0)
             return
         if not header or not any(h.strip() for h in header):
             problems.add("FILE-003", "", 0)
+            return
+        if state.unterminated and not allow_unterminated:
+            problems.add("FILE-012", "", 0)  # the file is one line, perhaps part of a header
             return
         if state.take_bad_bytes():
             problems.add("FILE-001", "", 0)
@@ -496,8 +538,8 @@ def _csv_records(path: Path, feed: Feed, dataset: Dataset, problems: Problems) -
                         problems.add("FILE-005", "", row_number)
                     elif not any(f.strip() for f in fields):
                         continue
-                    elif state.unterminated:
-                        problems.add("FILE-008", "", row_number)  # the last line, cut short
+                    elif state.unterminated:  # the last line, cut short
+                        problems.add("FILE-008" if allow_unterminated else "FILE-012", "", row_number)
                         return
                     else:
                         fields += padding[count:]  # trailing empty fields left out, as some exports do
@@ -506,14 +548,17 @@ def _csv_records(path: Path, feed: Feed, dataset: Dataset, problems: Problems) -
                 fields.append("")
                 yield row_number, pick(fields)
         except (csv.Error, _LineTooLong) as exc:
-            problems.add(_csv_error_code(exc, state), "", row_number + 1)
+            problems.add(_csv_error_code(exc, state, allow_unterminated), "", row_number + 1)
+            return
+        if state.unterminated and not allow_unterminated:
+            problems.add("FILE-012", "", row_number)  # the last line, which may be cut inside its last value
 
 
-def _csv_error_code(exc: Exception, state: _LineState) -> str:
+def _csv_error_code(exc: Exception, state: _LineState, allow_unterminated: bool) -> str:
     if isinstance(exc, _LineTooLong) or "field larger than field limit" in str(exc):
         return "FILE-007"
-    if state.exhausted:
-        return "FILE-008"  # the file ended inside a quoted field
+    if state.exhausted:  # the file ended inside a quoted field
+        return "FILE-012" if state.unterminated and not allow_unterminated else "FILE-008"
     return "FILE-011"
 
 

@@ -27,6 +27,7 @@ from partnerflow.core import wording
 from partnerflow.core.clock import LONDON
 from partnerflow.core.config import Feed, Partnership
 from partnerflow.core.periods import Period, add_working_days, board_meetings, schedule, working_days_between
+from partnerflow.core.spreadsheet import spreadsheet_safe
 from partnerflow.notify.outbox import Attachment, Message, message_key
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
@@ -625,12 +626,8 @@ def _rejection_csv(failures: Sequence[RuleFailure]) -> bytes:
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(["row_number", "rule_code"])
     pairs = sorted((n, f.code) for f in failures for n in f.row_numbers)
-    writer.writerows((n, _spreadsheet_safe(code)) for n, code in pairs)
+    writer.writerows((n, spreadsheet_safe(code)) for n, code in pairs)
     return buffer.getvalue().encode("utf-8")
-
-
-def _spreadsheet_safe(cell: str) -> str:
-    return "'" + cell if cell[:1] in ("=", "+", "-", "@") else cell
 
 
 def _is_int(value: object) -> TypeGuard[int]:

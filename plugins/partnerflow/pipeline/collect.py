@@ -39,6 +39,8 @@ from partnerflow.transport.sftp import (
     RemoteFile,
     SftpSession,
     matching_files,
+    name_regex,
+    near_miss,
     parse_manifest,
     safe_name,
     sftp_session,
@@ -70,6 +72,18 @@ def fetch_sftp(eng: Engine, partnership: Partnership, feed: Feed) -> list[int]:
         refused = [e for e in entries if not safe_name(e.filename)]
         if refused:
             log.warning("%s: ignored %d listed name(s) that are not plain file names", feed.id, len(refused))
+        regex = name_regex(transport.pattern)
+        for entry in entries:
+            reason = near_miss(entry.filename, regex) if safe_name(entry.filename) else None
+            if reason:
+                log.warning(
+                    "%s: ignored %s, which looks like the feed's pattern %s but %s; ask the partner to send it "
+                    "again with the period in digits 0-9",
+                    feed.id,
+                    ascii(entry.filename),
+                    transport.pattern,
+                    reason,
+                )
         for remote in _complete(eng, feed, transport, listed, entries):
             with eng.connect() as conn:
                 if ledger.already_received(

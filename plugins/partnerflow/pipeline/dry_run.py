@@ -239,14 +239,18 @@ def _feed(config: Any, feed_id: str) -> Feed:
 
 def _period(config: Any, feed: Feed, path: Path, given: str | None) -> Period:
     """``--period``, else the period in the file's name (``referrals_2026Q3.csv``), of the feed's calendar."""
-    from partnerflow.core.periods import period_id_regex, schedule
+    from partnerflow.core.periods import NOT_ASCII_REASON, ascii_folded, period_id_regex, schedule
 
     feed_schedule = schedule(config, feed)
     if not given:
-        found = set(re.findall(rf"(?<![0-9A-Za-z])({period_id_regex(feed_schedule.kind)})(?![0-9])", path.name))
+        period_in_name = rf"(?<![0-9A-Za-z])({period_id_regex(feed_schedule.kind)})(?![0-9])"
+        found = set(re.findall(period_in_name, path.name))
         if len(found) != 1:
             example = feed_schedule.collecting_period(dt.date.today()).id
-            raise DryRunError(f"cannot tell the period from the name {path.name!r}: give it with --period {example}")
+            why = f" ({NOT_ASCII_REASON})" if not found and re.search(period_in_name, ascii_folded(path.name)) else ""
+            raise DryRunError(
+                f"cannot tell the period from the name {path.name!r}{why}: give it with --period {example}"
+            )
         (given,) = found
     try:
         return feed_schedule.period(given)

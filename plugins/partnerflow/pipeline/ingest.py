@@ -14,7 +14,7 @@ from partnerflow import warehouse
 from partnerflow.contracts import suites
 from partnerflow.core import clock
 from partnerflow.core.config import Partnership, partnership
-from partnerflow.core.periods import Period, collecting_period
+from partnerflow.core.periods import Period, collecting_period, iso_day
 from partnerflow.intake import reader
 from partnerflow.intake.minimise import pseudonym_key
 from partnerflow.pipeline import collect
@@ -29,6 +29,7 @@ def fetch(feed_id: str, *, period_id: str | None = None, config: Partnership | N
     """Pull what is new for a feed; return the ids of files waiting for a decision (new and left over)."""
     config = config or partnership()
     feed = config.feed(feed_id)
+    requested = Period.from_id(period_id) if period_id else None  # a bad conf fails here, for any transport
     agreement = config.partner(feed.partner).agreement
     today = clock.today()
     if not agreement.in_force(today):
@@ -43,7 +44,7 @@ def fetch(feed_id: str, *, period_id: str | None = None, config: Partnership | N
     if feed.transport.kind == "sftp":
         collect.fetch_sftp(eng, config, feed)
     else:
-        period = Period.from_id(period_id) if period_id else collecting_period(today, config, feed)
+        period = requested or collecting_period(today, config, feed)
         collect.fetch_http(eng, config, feed, period)
     with eng.connect() as conn:
         return ledger.pending(conn, feed_id)
@@ -71,6 +72,7 @@ def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = No
                     feed=feed,
                     dataset=dataset,
                     key=key,
+                    declared_rows=received.declared_rows,
                 )
             except reader.FileRejected as rejected:
                 outcome = quarantine(eng, config, file_id=file_id, feed=feed, dataset=dataset, report=rejected.report)
@@ -104,7 +106,11 @@ def volume_baseline(conn: Any, feed_id: str, dataset: Any, contracts_dir: Any = 
 
 
 def as_of_date(conf: dict[str, Any] | None) -> dt.date:
-    """The day a run acts for: ``conf["as_of"]`` when given (reruns, the demo), else today."""
+    """The day a run acts for: ``conf["as_of"]`` when given (reruns, the demo), else today.
+
+    ``as_of`` is YYYY-MM-DD in ASCII digits; anything else is a ValueError naming the conf key (never a
+    guess), as a period id in ``conf["period"]`` is refused by ``Period.from_id``.
+    """
     if conf and conf.get("as_of"):
-        return dt.date.fromisoformat(conf["as_of"])
+        return iso_day(conf["as_of"], 'the DAG run conf "as_of"')
     return clock.today()

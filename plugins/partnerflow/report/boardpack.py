@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 from partnerflow.core import clock, wording
 from partnerflow.core.config import Partnership
 from partnerflow.core.periods import Period, board_meetings
+from partnerflow.core.spreadsheet import spreadsheet_safe
 from partnerflow.report import pdf
 from partnerflow.report.content import RAG_LABELS, Edition, PackContent
 from partnerflow.report.disclosure import LIMITS, MARKS, NHS_ROUNDING
@@ -39,7 +40,6 @@ from partnerflow.report.kpis import TrendPoint, feed_periods, kpi_rows, submissi
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 PDF_NAME, HTML_NAME, CSV_NAME = "board-pack.pdf", "board-pack.html", "board-pack-figures.csv"
-SPREADSHEET_TRIGGERS = ("=", "+", "-", "@")
 MAX_CHANGES_LISTED = 12
 
 
@@ -201,12 +201,6 @@ def figures_csv(content: PackContent) -> bytes:
                         for v in (row.id, row.title, row.theme, period.id, category, cell.text, "", "", "")
                     )
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")  # the BOM makes Excel read UTF-8
-
-
-def spreadsheet_safe(cell: object) -> str:
-    """A cell a spreadsheet will show as text: one starting = + - @ is prefixed with ' so it is no formula."""
-    text = "" if cell is None else str(cell)
-    return "'" + text if text.startswith(SPREADSHEET_TRIGGERS) else text
 
 
 def template_context(content: PackContent, edition: Edition) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from partnerflow.core.config import Feed, SftpTransport
-from partnerflow.core.periods import period_id_regex
+from partnerflow.core.periods import NOT_ASCII_REASON, ascii_folded, period_id_regex
 from partnerflow.transport.errors import TransportError, TransportRefused
 
 PERIOD_PATTERN = rf"(?P<period>{period_id_regex()})"  # quarters, months and terms
@@ -66,6 +66,18 @@ def name_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(rf"^{glob}$")
 
 
+def near_miss(name: str, regex: re.Pattern[str]) -> str | None:
+    """Why ``name``, which the feed's ``regex`` does not match, nearly matches it, or None if it doesn't.
+
+    A name whose period is written in other digits (``icb_safeguarding_٢٠٢٦Q4.csv``, full-width
+    ``…_２０２７Q1.csv``) is never a period, but it is no stray file either: the partner meant it, and an
+    operator should hear why it was left alone rather than see nothing happen.
+    """
+    if regex.match(name) or not regex.match(ascii_folded(name)):
+        return None
+    return NOT_ASCII_REASON
+
+
 def safe_name(name: object) -> bool:
     """Whether a listed name is a plain file name: no folders, no ``..``, no control characters."""
     return (
@@ -88,7 +100,7 @@ def matching_files(entries: Sequence[Any], transport: SftpTransport) -> list[Rem
         match = regex.match(entry.filename)
         if not match:
             continue
-        mtime = dt.datetime.fromtimestamp(entry.st_mtime or 0, tz=dt.UTC)
+        mtime = dt.datetime.fromtimestamp(entry.st_mtime or 0, tz=dt.UTC)  # match["period"] is ASCII: [0-9]
         found.append(RemoteFile(entry.filename, entry.st_size or 0, mtime, match["period"]))
     return sorted(found, key=lambda f: (f.mtime, f.name))
 
