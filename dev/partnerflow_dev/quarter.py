@@ -1,6 +1,6 @@
 """One quarter of the demo partnership, played through a real Airflow against the embedded stack.
 
-The clock (``partnerflow.clock``) is moved to each day of the story, so a quarter plays in minutes:
+The clock (``partnerflow.core.clock``) is moved to each day of the story, so a quarter plays in minutes:
 advance reminders to every partner; health, the council and youth justice sending their returns (the
 council's referrals file defective first, then corrected); the due day with police and education missing;
 police submitting late; the Board pack while education is still missing, so the pack names it; and a rerun

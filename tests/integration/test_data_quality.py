@@ -1,7 +1,7 @@
 """The data-quality record of each submission, built from the reports that publish and quarantine store.
 
 Files go through the package's own intake path (real SFTP server and partner API, no Airflow scheduler),
-as in tests/integration/test_ingest.py; the record is read back through ``partnerflow.quality``.
+as in tests/integration/test_ingest.py; the record is read back through ``partnerflow.contracts.quality``.
 """
 
 from __future__ import annotations

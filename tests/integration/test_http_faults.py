@@ -1,4 +1,4 @@
-"""HTTP intake against the real partner API misbehaving: each fault ends in the state BRIEF §7 requires.
+"""HTTP intake against the real partner API misbehaving: each fault ends in the state docs/invariants.md requires.
 
 A fault either heals within the retry budget (and the return is published as if nothing happened) or fails
 the fetch with a message naming the feed and the fault, with nothing landed in the ledger.

@@ -1,4 +1,4 @@
-"""Loads keep BRIEF §7's invariants when runs collide, connections die and tasks are killed.
+"""Loads keep the invariants in docs/invariants.md when runs collide, connections die and tasks are killed.
 
 Each test drives the package's own path (ingest.fetch, ingest.decide) against the real SFTP server and
 the embedded PostgreSQL, and then looks at the warehouse the way a reader or an engineer would.

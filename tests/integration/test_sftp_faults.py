@@ -1,4 +1,4 @@
-"""SFTP intake against the real SSH server misbehaving: each fault ends in the state BRIEF §7 requires.
+"""SFTP intake against the real SSH server misbehaving: each fault ends in the state docs/invariants.md requires.
 
 Every test goes through the package's own path (collect.fetch_sftp via ingest.fetch, then ingest.decide),
 with the provider's SFTPHook talking to the in-repo asyncssh server.

@@ -95,7 +95,7 @@ def staging_tables() -> int:
 
 
 def assert_every_file_accounted_for() -> None:
-    """BRIEF §7.1: each file is in one recorded state, its latest event says so, and every event has a reason."""
+    """Invariant 1 (docs/invariants.md): one recorded state per file, its latest event says so, each with a reason."""
     with warehouse.engine().connect() as conn:
         files = conn.execute(sa.text("SELECT id, state FROM ops.received_files")).all()
         for file_id, state in files:

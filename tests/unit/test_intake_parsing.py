@@ -1,7 +1,8 @@
 """Parsing partners' files: what intake reads, and the rule it names (file, row, column) when it can't.
 
 No database here: ``reader.minimised_rows`` is the whole parse-type-minimise path that ``reader.stage``
-COPYs from. Every bad-input case BRIEF §7.6 lists ends in a rule code with row numbers, never a value.
+COPYs from. Every bad-input case invariant 6 (docs/invariants.md) lists ends in a rule code with row
+numbers, never a value.
 """
 
 from __future__ import annotations

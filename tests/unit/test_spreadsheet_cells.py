@@ -1,4 +1,4 @@
-"""Every CSV partnerflow writes is safe to open in a spreadsheet (issue 12; BRIEF §6).
+"""Every CSV partnerflow writes is safe to open in a spreadsheet (issue 12; docs/personal-data.md).
 
 A cell starting ``=``, ``+``, ``-`` or ``@`` is a formula to Excel, LibreOffice and Google Sheets, and so
 can one starting with a tab or a carriage return: each gets a leading ``'``. Checked on the one helper, on

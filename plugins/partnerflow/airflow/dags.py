@@ -312,6 +312,7 @@ slice in one transaction or quarantines the file → **announce** emits `publish
 pack → **send_notifications** drains the outbox (receipt or rejection report).
 
 ## When it fails
+The whole story: docs/failures.md in the partnerflow repository.
 - *fetch* failing: the partner's server is unreachable, its host key changed, or a file changed while
   downloading. Nothing is half-loaded; retries back off, then the data team and the officer get an alert.
   Check the connection `{feed.transport.connection}`, then clear the task.
@@ -339,6 +340,7 @@ given day. Re-running or backfilling a day sends nothing new, and a backfill nev
 a later one has overtaken. Outside production, while partnerflow's clock is pinned, scheduled runs skip.
 
 ## When it fails
+The whole story: docs/failures.md in the partnerflow repository.
 Nothing is half-sent: each feed x period is decided in one transaction. Fix the cause and clear the task,
 or let tomorrow's run catch up (it sends the latest reminder due, not every missed one).
 """
@@ -370,6 +372,7 @@ missing). A run:
 - **distribute** / **send_notifications**: the Board list gets the email with the PDF, once per period and version.
 
 ## When it fails
+The whole story: docs/failures.md in the partnerflow repository.
 - *build* failing: usually the warehouse or a mart; fix and clear the task. Nothing is sent half-built.
 - *wait_for_approval* timing out (30 days): nobody approved the pack. Approve it and trigger the DAG with the
   period; the same draft is picked up.

@@ -1,4 +1,4 @@
-"""Data minimisation at intake (BRIEF §6): what leaves this module is all partnerflow ever stores.
+"""Data minimisation at intake (docs/personal-data.md): what leaves this module is all partnerflow ever stores.
 
 Identifiers become keyed pseudonyms (HMAC-SHA256 with a secret key, never a plain hash), dates of birth
 become the first of the month, postcodes become sectors, and dropped columns are never read further.

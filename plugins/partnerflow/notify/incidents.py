@@ -6,7 +6,7 @@ old (``notifications.incidents.cooldown_hours``), so a DAG failing every half ho
 dozens, and a flapping one no more than one per cool-down. An incident remembers what is failing (task ids);
 when each of those has succeeded again it is resolved, and if anyone was alerted a recovery message goes.
 
-``dag_task_failed`` and ``dag_task_succeeded`` are the DAGs' routes (``partnerflow.alerts`` calls them from
+``dag_task_failed`` and ``dag_task_succeeded`` are the DAGs' routes (``partnerflow.airflow.callbacks`` calls them from
 Airflow's callbacks); ``notify.fallback`` uses the same bookkeeping for SendGrid.
 """
 

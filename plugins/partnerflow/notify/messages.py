@@ -260,7 +260,7 @@ def weekly_digest(
 ) -> Message:
     """The officer's weekly digest: the submissions matrix for each feed's current and previous period.
 
-    ``rows`` are ``partnerflow.digest.DigestRow``; ``coming_up`` are ``(date, what)`` pairs.
+    ``rows`` are ``partnerflow.chasing.digest.DigestRow``; ``coming_up`` are ``(date, what)`` pairs.
     """
     year, week, _ = week_of.isocalendar()
     subject = (

@@ -4,7 +4,7 @@ Every measure is configured (``kpis:`` in the partnership file) and its figures 
 ``sql/marts`` per measure, so a new measure is a mart query and a config entry. The view gives, per
 period, ``numerator`` and (for a percentage or rate) ``denominator``; a ``breakdown`` measure gives them by
 ``category`` and the pack shows the table; a ``within_working_days`` measure gives ``start_date,
-end_date, cases`` and is counted here with ``partnerflow.calendar``, the same working days due dates use,
+end_date, cases`` and is counted here with ``partnerflow.core.periods``, the same working days due dates use,
 so the warehouse keeps no second bank-holiday list. ``ledger`` measures are the partnership's own: how
 many returns came on time and passed their checks first time, from the submissions ledger.
 
