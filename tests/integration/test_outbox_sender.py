@@ -57,7 +57,7 @@ def settings(sink: SendgridSink, partnership: Partnership) -> SenderSettings:
         environment="development",
         notifications=notifications,
         reply_to=partnership.officer.email,
-        timeout_seconds=2.0,
+        timeout_seconds=10.0,  # a loaded CI machine can take seconds for 1,000 recipients
         max_attempts=3,
     )
 
