@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import redis
 import yaml
 
 from partnerflow.devstack.airflow_stack import AirflowStack, CeleryWorkers
@@ -63,6 +64,7 @@ def test_a_worker_starts_on_redis_and_passes_the_compose_health_check(redis_url,
         stack.stop()
     assert stack.processes() == []
     assert stack.ping_workers(timeout=2) == set()
+    assert not redis.Redis.from_url(redis_url).keys(f"*{stack.celery_queue}*"), "the stack's queue is left behind"
 
 
 def test_redis_server_is_started_when_none_answers(request, tmp_path):

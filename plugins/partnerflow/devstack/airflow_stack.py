@@ -520,6 +520,22 @@ class AirflowStack:
             start_new_session=True,
         )
 
+    def _forget_queue(self) -> None:
+        """Remove this stack's queue and its binding from a (possibly shared) Redis broker."""
+        if self.celery is None or not self.celery.broker_url.startswith(("redis://", "rediss://")):
+            return
+        import redis
+
+        client = redis.Redis.from_url(self.celery.broker_url, socket_connect_timeout=2, socket_timeout=5)
+        try:
+            keys = list(client.scan_iter(match=f"*{self.celery_queue}*"))
+            if keys:
+                client.delete(*keys)
+        except (redis.RedisError, OSError):
+            pass  # the broker is gone already: nothing left to tidy
+        finally:
+            client.close()
+
     def _raise_if_exited(self) -> None:
         exited = {name: p.returncode for name, p in self._processes.items() if p.poll() is not None}
         if exited:
@@ -582,6 +598,7 @@ class AirflowStack:
         for process in self._processes.values():
             process.wait(timeout=10)  # reap: every component is dead by now
         self._processes.clear()
+        self._forget_queue()
         for log_file in self._log_files:
             log_file.close()
         self._log_files.clear()
