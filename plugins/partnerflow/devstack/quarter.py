@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from partnerflow import clock, warehouse
 from partnerflow.calendar import Period, add_working_days, due_date
 from partnerflow.config import Feed, HttpTransport, Partnership, SftpTransport
-from partnerflow.devstack.airflow_stack import AirflowStack
+from partnerflow.devstack.airflow_stack import AirflowStack, CeleryWorkers
 from partnerflow.devstack.stack import DevStack
 from partnerflow.generator import sample_return
 from partnerflow.paths import repo_path
@@ -213,8 +213,11 @@ def pin_clock_before_the_quarter(period: Period = DEMO_PERIOD) -> None:
 
 
 @contextmanager
-def airflow_for_the_quarter(stack: DevStack, *, home: Path) -> Iterator[AirflowStack]:
-    """A real Airflow on the stack's databases, the clock pinned first, every DAG parsed and unpaused."""
+def airflow_for_the_quarter(
+    stack: DevStack, *, home: Path, celery: CeleryWorkers | None = None
+) -> Iterator[AirflowStack]:
+    """A real Airflow on the stack's databases, the clock pinned first, every DAG parsed and unpaused.
+    With ``celery``, on the CeleryExecutor and its workers instead of the LocalExecutor."""
     from partnerflow.dagbuild import build_all
 
     pin_clock_before_the_quarter()
@@ -223,6 +226,7 @@ def airflow_for_the_quarter(stack: DevStack, *, home: Path) -> Iterator[AirflowS
         metadata_url=stack.postgres.url(stack.airflow_db),
         dags_folder=repo_path("dags"),
         env=stack.environment(),
+        celery=celery,
     )
     with airflow:
         dag_ids = list(build_all(stack.partnership))
