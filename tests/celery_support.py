@@ -6,6 +6,7 @@ the summary); with ``CI=true`` they fail instead, so CI never passes without hav
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Iterator
@@ -25,9 +26,11 @@ def skip_loudly_unless_ci(request: pytest.FixtureRequest, reason: str) -> None:
         pytest.fail(f"CI=true, so this test may not skip: {reason}", pytrace=False)
     message = f"SKIPPED, NOT TESTED: the Celery tests need Redis. {reason}"
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter is not None:
-        reporter.write_line("")
-        reporter.write_line(f"!!! {message}", red=True, bold=True)
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.write_line("")
+            reporter.write_line(f"!!! {message}", red=True, bold=True)
     warnings.warn(message, stacklevel=1)
     pytest.skip(message)
 
@@ -36,10 +39,13 @@ def skip_loudly_unless_ci(request: pytest.FixtureRequest, reason: str) -> None:
 def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A Redis URL for one test module's Celery broker."""
     server = RedisServer()
+    unavailable = None
     try:
         server.start()
     except RedisUnavailable as error:
-        skip_loudly_unless_ci(request, str(error))
+        unavailable = str(error)
+    if unavailable is not None:
+        skip_loudly_unless_ci(request, unavailable)
     try:
         yield server.url
     finally:
