@@ -2,8 +2,11 @@
 
 ``AirflowStack`` starts the api-server, scheduler (LocalExecutor), dag-processor and triggerer as
 separate processes against a PostgreSQL metadata database, waits until the api-server reports them
-healthy, and stops them without leaving any child behind. ``AirflowClient`` drives the stack through
-the public REST API v2 (``/api/v2``) with a JWT from the SimpleAuthManager (``/auth/token``).
+healthy, and stops them without leaving any child behind. With ``celery=CeleryWorkers(broker_url)`` the
+scheduler uses the CeleryExecutor instead (result backend: the metadata database) and the stack also
+runs ``airflow celery worker`` processes, healthy once each answers ``celery inspect ping``.
+``AirflowClient`` drives the stack through the public REST API v2 (``/api/v2``) with a JWT from the
+SimpleAuthManager (``/auth/token``).
 
 Choices worth knowing:
 
@@ -24,6 +27,8 @@ Pitfalls:
   its own process group, and subprocess-based operators start new sessions. Every process the
   stack starts inherits ``PARTNERFLOW_AIRFLOW_STACK_ID``; ``stop()`` finds leftovers by that marker
   (and by the process tree) and kills them too.
+- On Celery, tasks go to a queue of this stack's own (``celery_queue``) and only its workers listen there:
+  a Redis shared with other stacks or tests never hands one stack's tasks to another's workers.
 - The health endpoint reads job heartbeats from the database, so a scheduler killed seconds ago
   still looks alive. ``wait_healthy()`` only accepts heartbeats newer than this ``start()``.
 """
@@ -73,6 +78,16 @@ class AirflowStackError(RuntimeError):
 
 class DagsNotParsedError(AirflowStackError):
     """Some DAGs never appeared in Airflow; the message carries import errors and parser logs."""
+
+
+@dataclass(frozen=True)
+class CeleryWorkers:
+    """Run the stack on the CeleryExecutor with ``workers`` ``airflow celery worker`` processes on
+    ``broker_url``, each running up to ``concurrency`` tasks at once."""
+
+    broker_url: str
+    workers: int = 2
+    concurrency: int = 2
 
 
 @dataclass(frozen=True)
@@ -257,7 +272,8 @@ class AirflowStack:
     ``home`` holds ``airflow.cfg`` (empty), the generated secrets, and ``logs/<component>.log``.
     ``metadata_url`` is a SQLAlchemy URL of an existing PostgreSQL database. ``env`` adds
     variables every Airflow process gets (``AIRFLOW_CONN_*``, ``PARTNERFLOW_*``) and may override
-    the defaults. ``api_port`` defaults to a free port.
+    the defaults. ``api_port`` defaults to a free port. ``celery`` runs tasks on Celery workers instead
+    of the LocalExecutor.
 
     Use ``setup()`` once, then ``start()`` and ``wait_healthy()``; ``stop()`` ends everything. As a
     context manager it does all of that: ``with AirflowStack(...) as stack: stack.client...``.
@@ -271,6 +287,7 @@ class AirflowStack:
         dags_folder: Path,
         env: dict[str, str] | None = None,
         api_port: int | None = None,
+        celery: CeleryWorkers | None = None,
     ) -> None:
         self.home = Path(home).resolve()
         self.metadata_url = metadata_url
@@ -279,6 +296,12 @@ class AirflowStack:
         self._extra_env = dict(env or {})
         self._stack_id = uuid.uuid4().hex
         self._log_server_ports = (_free_port(), _free_port())
+        self.celery = celery
+        # Node names as in the compose file's health check (celery@$HOSTNAME), one log server port each.
+        self._workers = {
+            f"celery@{self._stack_id[:8]}-worker{number}": _free_port()
+            for number in range(1, (celery.workers if celery else 0) + 1)
+        }
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._log_files: list[IO[bytes]] = []
         self._started_at: datetime | None = None
@@ -288,6 +311,16 @@ class AirflowStack:
     def base_url(self) -> str:
         """Where the api-server (UI, REST API, execution API) listens."""
         return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def celery_queue(self) -> str:
+        """The Celery queue this stack's tasks go to and its workers listen on."""
+        return f"partnerflow-{self._stack_id[:12]}"
+
+    @property
+    def worker_names(self) -> list[str]:
+        """The Celery node name of each worker (``celery@<name>``)."""
+        return list(self._workers)
 
     @property
     def logs_dir(self) -> Path:
@@ -352,6 +385,19 @@ class AirflowStack:
                 STACK_ID_VARIABLE: self._stack_id,
             }
         )
+        if self.celery is not None:
+            env.update(
+                {
+                    "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                    "AIRFLOW__CELERY__BROKER_URL": self.celery.broker_url,
+                    # Celery's database result backend takes a SQLAlchemy URL behind "db+".
+                    "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.metadata_url}",
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.celery.concurrency),
+                    "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.celery_queue,
+                    # Sending a task to the broker may take more than the default 1 s on a busy 2-core machine.
+                    "AIRFLOW__CELERY__OPERATION_TIMEOUT": "10",
+                }
+            )
         env.update(self._extra_env)
         return env
 
@@ -374,7 +420,8 @@ class AirflowStack:
             raise AirflowStackError(f"airflow db migrate failed with exit code {result.returncode}\n{_tail(log_path)}")
 
     def start(self) -> None:
-        """Start the four components, each in its own session, logging to ``logs/<component>.log``."""
+        """Start the four components (and the Celery workers), each in its own session, logging to
+        ``logs/<component>.log``."""
         if self._processes:
             raise AirflowStackError("the stack is already started")
         self._prepare_home()
@@ -382,19 +429,56 @@ class AirflowStack:
             raise AirflowStackError(f"port {self.api_port} is in use: is another Airflow still running?")
         env = self.environment()
         self._started_at = datetime.now(UTC)
-        atexit.register(self.stop)
         for name in COMPONENTS:
-            log_file = (self.logs_dir / f"{name}.log").open("ab")
-            self._log_files.append(log_file)
-            self._processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "airflow", name],
-                env=env,
-                cwd=self.home,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            self._spawn(name, [sys.executable, "-m", "airflow", name], env)
+        self.start_workers()
+
+    def start_workers(self) -> None:
+        """Start the Celery workers (``start()`` does), logging to ``logs/celery-worker<N>.log``.
+
+        Alone, it runs workers without the rest of the stack: a worker needs the broker and the result
+        backend's database, not a migrated metadata database.
+        """
+        self._prepare_home()
+        env = self.environment()
+        for number, (node, log_port) in enumerate(self._workers.items(), start=1):
+            command = [sys.executable, "-m", "airflow", "celery", "worker", "--celery-hostname", node]
+            command += ["--queues", self.celery_queue, "--without-mingle", "--without-gossip"]
+            worker_env = {**env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port)}
+            self._spawn(f"celery-worker{number}", command, worker_env)
+
+    def ping_workers(self, timeout: float = 2.0) -> set[str]:
+        """The workers that answer a Celery ping (what the compose file's worker health check asks).
+
+        Sent from this process with a bare Celery app on the broker: much cheaper than starting
+        ``celery --app airflow...`` (which imports Airflow) every poll.
+        """
+        if self.celery is None or not self._workers:
+            return set()
+        from celery import Celery
+
+        app = Celery(broker=self.celery.broker_url)
+        try:
+            replies = app.control.ping(destination=list(self._workers), timeout=timeout)
+        finally:
+            app.close()
+        return {node for reply in replies for node, answer in reply.items() if answer == {"ok": "pong"}}
+
+    def wait_workers(self, timeout: float = 180.0) -> None:
+        """Wait until every Celery worker answers a ping, or raise ``AirflowStackError``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._raise_if_exited()
+            answered = self.ping_workers()
+            if answered == set(self._workers):
+                return
+            if time.monotonic() > deadline:
+                silent = sorted(set(self._workers) - answered)
+                logs = [f"celery-worker{n}" for n, node in enumerate(self._workers, start=1) if node in silent]
+                raise AirflowStackError(
+                    f"Celery workers not answering after {timeout:.0f}s: {', '.join(silent)}\n{self._log_tails(logs)}"
+                )
+            time.sleep(POLL_SECONDS)
 
     def wait_healthy(self, timeout: float = 180.0) -> None:
         """Wait until the api-server reports the database and all three services healthy."""
@@ -405,10 +489,7 @@ class AirflowStack:
         deadline = time.monotonic() + timeout
         last_report: object = "no answer yet"
         while True:
-            exited = {name: p.returncode for name, p in self._processes.items() if p.poll() is not None}
-            if exited:
-                described = ", ".join(f"{name} (exit code {code})" for name, code in exited.items())
-                raise AirflowStackError(f"Airflow stopped early: {described}\n{self._log_tails(exited)}")
+            self._raise_if_exited()
             try:
                 report = self.client.health()
             except (httpx.HTTPError, AirflowStackError) as error:
@@ -416,6 +497,7 @@ class AirflowStack:
             else:
                 last_report = report
                 if _is_healthy(report, fresh_after):
+                    self.wait_workers(max(1.0, deadline - time.monotonic()))
                     return
             if time.monotonic() > deadline:
                 raise AirflowStackError(
@@ -423,6 +505,42 @@ class AirflowStack:
                     f"{self._log_tails(COMPONENTS)}"
                 )
             time.sleep(POLL_SECONDS)
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        atexit.register(self.stop)  # stop() unregisters every registration at once
+        log_file = (self.logs_dir / f"{name}.log").open("ab")
+        self._log_files.append(log_file)
+        self._processes[name] = subprocess.Popen(
+            command,
+            env=env,
+            cwd=self.home,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def _forget_queue(self) -> None:
+        """Remove this stack's queue and its binding from a (possibly shared) Redis broker."""
+        if self.celery is None or not self.celery.broker_url.startswith(("redis://", "rediss://")):
+            return
+        import redis
+
+        client = redis.Redis.from_url(self.celery.broker_url, socket_connect_timeout=2, socket_timeout=5)
+        try:
+            keys = list(client.scan_iter(match=f"*{self.celery_queue}*"))
+            if keys:
+                client.delete(*keys)
+        except (redis.RedisError, OSError):
+            pass  # the broker is gone already: nothing left to tidy
+        finally:
+            client.close()
+
+    def _raise_if_exited(self) -> None:
+        exited = {name: p.returncode for name, p in self._processes.items() if p.poll() is not None}
+        if exited:
+            described = ", ".join(f"{name} (exit code {code})" for name, code in exited.items())
+            raise AirflowStackError(f"Airflow stopped early: {described}\n{self._log_tails(exited)}")
 
     def pids(self) -> dict[str, int]:
         """The process id of each running component."""
@@ -480,6 +598,7 @@ class AirflowStack:
         for process in self._processes.values():
             process.wait(timeout=10)  # reap: every component is dead by now
         self._processes.clear()
+        self._forget_queue()
         for log_file in self._log_files:
             log_file.close()
         self._log_files.clear()

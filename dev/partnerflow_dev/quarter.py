@@ -32,7 +32,7 @@ from partnerflow.core import clock
 from partnerflow.core.config import Feed, HttpTransport, Partnership, SftpTransport
 from partnerflow.core.paths import repo_path
 from partnerflow.core.periods import Period, add_working_days, due_date
-from partnerflow_dev.airflow_stack import AirflowStack
+from partnerflow_dev.airflow_stack import AirflowStack, CeleryWorkers
 from partnerflow_dev.stack import DevStack
 from partnerflow_dev.synthetic import sample_return
 
@@ -214,8 +214,11 @@ def pin_clock_before_the_quarter(period: Period = DEMO_PERIOD) -> None:
 
 
 @contextmanager
-def airflow_for_the_quarter(stack: DevStack, *, home: Path) -> Iterator[AirflowStack]:
-    """A real Airflow on the stack's databases, the clock pinned first, every DAG parsed and unpaused."""
+def airflow_for_the_quarter(
+    stack: DevStack, *, home: Path, celery: CeleryWorkers | None = None
+) -> Iterator[AirflowStack]:
+    """A real Airflow on the stack's databases, the clock pinned first, every DAG parsed and unpaused.
+    With ``celery``, on the CeleryExecutor and its workers instead of the LocalExecutor."""
     from partnerflow.airflow.dags import build_all
 
     pin_clock_before_the_quarter()
@@ -224,6 +227,7 @@ def airflow_for_the_quarter(stack: DevStack, *, home: Path) -> Iterator[AirflowS
         metadata_url=stack.postgres.url(stack.airflow_db),
         dags_folder=repo_path("dags"),
         env=stack.environment(),
+        celery=celery,
     )
     with airflow:
         dag_ids = list(build_all(stack.partnership))
