@@ -76,6 +76,7 @@ IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 OUTCOMES = ("pass", "fail")
 
 # SUMMARY is the lowest format that returns row indexes; these options strip the values from it.
+PASS_FAIL_FORMAT = {"result_format": "BOOLEAN_ONLY"}
 RESULT_FORMAT = {
     "result_format": "SUMMARY",
     "unexpected_index_column_names": [ROW_NUMBER],
@@ -342,25 +343,28 @@ def validate_staged(
             raise ContractConfigurationError(
                 f"cannot open staged table {schema}.{name} for validation: {_redacted(exc)}"
             ) from None
-        gx_result = batch.validate(
-            suite,
-            result_format=RESULT_FORMAT,
-            expectation_parameters=contract.parameters(period, volume_baseline),
-        )
-        outcomes = []
-        for result in gx_result.results:
-            configuration = result.expectation_config
-            assert configuration is not None, "GX reports each result with the expectation it checked"
-            rule = by_code[configuration.meta["code"]]
-            if reason := _raised_exception(result.exception_info):
-                raise ContractConfigurationError(
-                    f"contract {dataset.suite_name!r} rule {rule.code} ({rule.expectation_type} on "
-                    f"{', '.join(rule.columns) or 'the whole table'}) could not be evaluated on {schema}.{name}: "
-                    f"{reason}"
-                )
-            counts = result.result or {}
-            outcomes.append((rule, bool(result.success), counts.get("unexpected_count"), _row_numbers(counts)))
-        del gx_result
+        # Two phases: every rule's pass or fail as cheaply as GX can say it (no row-index or value queries),
+        # then the counts and row numbers for the rules that failed only. A passing file costs phase 1 alone.
+        parameters = contract.parameters(period, volume_baseline)
+        verdicts = _checked(batch.validate(suite, result_format=PASS_FAIL_FORMAT, expectation_parameters=parameters))
+        outcomes: list[tuple[Rule, bool, int | None, tuple[int, ...]]] = []
+        failed = []
+        for code, success, result in verdicts:
+            _raise_if_unevaluated(by_code[code], result, dataset, schema, name)
+            if success:
+                outcomes.append((by_code[code], True, 0, ()))
+            else:
+                failed.append(by_code[code])
+        if failed:
+            detail = batch.validate(
+                _build_suite(dataset.suite_name, tuple(failed)),
+                result_format=RESULT_FORMAT,
+                expectation_parameters=parameters,
+            )
+            for code, success, result in _checked(detail):
+                _raise_if_unevaluated(by_code[code], result, dataset, schema, name)
+                counts = result.result or {}
+                outcomes.append((by_code[code], success, counts.get("unexpected_count"), _row_numbers(counts)))
 
         execution_engine = datasource.get_execution_engine()  # the one GX validated with
         staged = sa.table(name, *(sa.column(c) for c in (ROW_NUMBER, *loaded)), schema=schema)
@@ -634,6 +638,25 @@ def _redacted(error: BaseException | str) -> str:
     if isinstance(error, BaseException):
         text = f"{type(error).__name__}: {text}"
     return text[:300]
+
+
+def _checked(gx_result: Any) -> list[tuple[str, bool, Any]]:
+    """``(rule code, success, the GX result)`` for each rule a validation checked."""
+    checked = []
+    for result in gx_result.results:
+        configuration = result.expectation_config
+        assert configuration is not None, "GX reports each result with the expectation it checked"
+        checked.append((configuration.meta["code"], bool(result.success), result))
+    return checked
+
+
+def _raise_if_unevaluated(rule: Rule, result: Any, dataset: Dataset, schema: str, name: str) -> None:
+    if reason := _raised_exception(result.exception_info):
+        raise ContractConfigurationError(
+            f"contract {dataset.suite_name!r} rule {rule.code} ({rule.expectation_type} on "
+            f"{', '.join(rule.columns) or 'the whole table'}) could not be evaluated on {schema}.{name}: "
+            f"{reason}"
+        )
 
 
 def _row_numbers(counts: dict[str, Any]) -> tuple[int, ...]:
