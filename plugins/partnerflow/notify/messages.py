@@ -257,10 +257,12 @@ def weekly_digest(
     coming_up: Sequence[Any],
     returns_in: int,
     returns_expected: int,
+    attention: Sequence[Any] = (),
 ) -> Message:
     """The officer's weekly digest: the submissions matrix for each feed's current and previous period.
 
-    ``rows`` are ``partnerflow.chasing.digest.DigestRow``; ``coming_up`` are ``(date, what)`` pairs.
+    ``rows`` are ``partnerflow.chasing.digest.DigestRow``; ``attention`` the ``(row, cell)`` pairs that need
+    the officer (overdue, rejected, near misses), listed first; ``coming_up`` are ``(date, what)`` pairs.
     """
     year, week, _ = week_of.isocalendar()
     subject = (
@@ -281,6 +283,7 @@ def weekly_digest(
             "week_of": week_of,
             "as_of": as_of,
             "rows": rows,
+            "attention": attention,
             "coming_up": coming_up,
             "returns_in": returns_in,
             "returns_expected": returns_expected,
