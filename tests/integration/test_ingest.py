@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -48,11 +49,17 @@ def _count(sql: str) -> int:
         return conn.execute(sa.text(sql)).scalar_one()
 
 
-def test_defective_then_corrected_file(stack, demo_config):
+def test_defective_then_corrected_file(stack, demo_config, capfd):
     _upload(stack, demo_config, referrals_csv(PERIOD, seed=1, defects=True))
     ids = ingest.fetch("council_referrals", config=demo_config)
+    capfd.readouterr()
     outcomes = ingest.decide("council_referrals", ids, config=demo_config)
+    logged = "".join(capfd.readouterr())
     assert [o["state"] for o in outcomes] == ["rejected"]
+    # One summary line for the file, with its rule codes and row counts; none of GX's own chatter.
+    (summary,) = re.findall(r"council_referrals: file \d+ for 2026Q3 is [^\[\n]*", logged)
+    assert re.fullmatch(rf"council_referrals: file {ids[0]} for 2026Q3 is rejected: [A-Z]+-[0-9]+ × [0-9,]+.*", summary)
+    assert "Skipping registering" not in logged
     assert _count("SELECT count(*) FROM core.referrals") == 0
     assert _count("SELECT count(*) FROM ops.notifications WHERE kind = 'rejection'") == 1
 

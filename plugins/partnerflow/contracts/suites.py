@@ -56,6 +56,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Great Expectations talks at INFO while it imports and validates ("Skipping registering function …",
+# hundreds of lines per file): only its warnings reach a task's log. Set here, before it is first imported.
+GX_LOGGERS = ("great_expectations", "great_expectations._docs_decorators")
+for _name in GX_LOGGERS:
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
 Severity = Literal["error", "warning"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning")
 GX_SEVERITY = {"error": "critical", "warning": "warning"}
