@@ -63,6 +63,15 @@ def every_message(partnership: Partnership) -> dict[str, Message]:
         "rejection": messages.rejection(
             partnership, feed, PERIOD, file_id=2, source_name="referrals_2026Q3.csv", report=report, due=DUE
         ),
+        "near_miss": messages.near_miss(
+            partnership,
+            feed,
+            PERIOD,
+            source_name="referrals_2026Q3.CSV",
+            reason="the name is in a different case from the one agreed (for example an upper-case extension)",
+            expected_name="referrals_2026Q3.csv",
+            name_digest="0123456789abcdef",
+        ),
         "reminder_advance": messages.advance_reminder(partnership, feed, PERIOD, due=DUE),
         "reminder_due": messages.due_reminder(partnership, feed, PERIOD, due=DUE),
         "reminder_overdue": messages.overdue_reminder(partnership, feed, PERIOD, due=DUE),

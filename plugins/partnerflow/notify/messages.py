@@ -44,6 +44,7 @@ STILL_FAILING = "still-failing"
 BOARD_PACK = "board-pack"
 FAILURE_ALERT = "failure"
 WEEKLY_DIGEST = "weekly-digest"
+NEAR_MISS = "near-miss"
 INCIDENT = "incident"
 INCIDENT_RECOVERY = "incident-recovery"
 DELIVERY_PROBLEM = "delivery-problem"
@@ -163,6 +164,43 @@ def rejection(
             "csv_rows": sum(len(f.row_numbers) for f in failures),
         },
         attachments=(Attachment(filename=csv_name, content=_rejection_csv(failures), mime_type=CSV_MIME_TYPE),),
+    )
+
+
+def near_miss(
+    partnership: Partnership,
+    feed: Feed,
+    period: Period,
+    *,
+    source_name: str,
+    reason: str,
+    expected_name: str,
+    name_digest: str,
+) -> Message:
+    """To the partner contact, once per file name: a file in their drop was left alone, and the name expected.
+
+    ``name_digest`` stands for the name in the key (a name may hold ``:``), so each name is told once.
+    """
+    partner = partnership.partner(feed.partner)
+    subject = f"{partnership.short_name}: {feed.title} – a file was not taken; please rename it {expected_name}"
+    return _build(
+        partnership,
+        kind=NEAR_MISS,
+        key=message_key(NEAR_MISS, feed.id, period.id, name=name_digest),
+        feed_id=feed.id,
+        period_id=period.id,
+        recipients=(partner.contact.email,),
+        cc=(),
+        subject=_short(subject, 200),
+        template="near_miss",
+        context={
+            "partner": partner,
+            "feed": feed,
+            "period": period,
+            "source_name": _short(source_name, _SOURCE_NAME_MAX),
+            "reason": reason,
+            "expected_name": expected_name,
+        },
     )
 
 
