@@ -123,3 +123,16 @@ def test_the_digest_email_reads_well_and_goes_once_a_week(engine, world: Partner
 
     next_week = digest.send_weekly_digest(engine, world, as_of=dt.date(2026, 11, 2))
     assert next_week == "weekly-digest:2026-W45"
+
+
+def test_periods_before_go_live_are_never_reported_missing(engine, world: Partnership) -> None:
+    live = world.model_copy(update={"go_live": dt.date(2026, 7, 1)})
+    rows = digest.matrix(engine, live, as_of=MONDAY)
+    assert [row.previous for row in rows] == [None] * 4  # Q2 ended before go-live
+    assert all(len(row.cells) == 1 for row in rows)
+    message = digest.build(engine, live, as_of=MONDAY)
+    assert "Q1 2026/27" not in message.text and "Before go-live" in message.html
+    # The digest leads with what needs attention: council overdue, health rejected, then the rest.
+    attention = message.text.split("NEEDS YOUR ATTENTION", 1)[1].split("EACH RETURN", 1)[0]
+    assert "Council counts (Blanktown Council), Q2 2026/27: Overdue by 3 working days" in attention
+    assert "Health counts" in attention and "Police counts" not in attention
