@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 # Great Expectations talks at INFO while it imports and validates ("Skipping registering function …",
 # hundreds of lines per file): only its warnings reach a task's log. Set here, before it is first imported.
 def quiet_gx() -> None:
