@@ -108,12 +108,52 @@ def submissions(warehouse_url: str) -> None:
             ).scalar_one()
         conn.execute(
             sa.text(
-                "INSERT INTO ops.submissions (feed_id, period_id, due_date, state, published_file_id, rows_published)"
-                " VALUES ('council_referrals', '2026Q3', '2026-10-21', 'published', :f3, 1234),"
-                "        ('council_referrals', '2026Q2', '2026-07-21', 'rejected', NULL, NULL),"
-                "        ('police_ppn', '2026Q3', '2026-10-21', 'expected', NULL, NULL)"
+                "INSERT INTO ops.submissions (feed_id, period_id, due_date, state, published_file_id, rows_published,"
+                " published_at)"
+                " VALUES ('council_referrals', '2026Q3', '2026-10-21', 'published', :f3, 1234, '2026-10-23 10:00Z'),"
+                "        ('council_referrals', '2026Q2', '2026-07-21', 'rejected', NULL, NULL, NULL),"
+                "        ('police_ppn', '2026Q3', '2026-10-21', 'expected', NULL, NULL, NULL)"
             ),
             {"f3": file_ids["2026Q3"]},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO ops.validation_reports (file_id, passed, report) VALUES (:f, false, CAST(:r AS jsonb))"
+            ),
+            {
+                "f": file_ids["2026Q2"],
+                "r": json.dumps(
+                    {
+                        "passed": False,
+                        "rules_checked": 12,
+                        "rows_checked": 40,
+                        "failures": [
+                            {
+                                "code": "REF-003",
+                                "message": "Referral date in the period",
+                                "columns": ["referral_date"],
+                                "severity": "error",
+                                "failing_rows": 3,
+                                "row_numbers": [4, 9, 11],
+                            },
+                            {
+                                "code": "REF-011",
+                                "message": "NFA is Y or N",
+                                "columns": ["nfa"],
+                                "severity": "error",
+                                "failing_rows": 1,
+                                "row_numbers": [7],
+                            },
+                        ],
+                    }
+                ),
+            },
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO ops.file_events (file_id, state, reason, at) VALUES (:f, 'rejected', 'REF-003', now())"
+            ),
+            {"f": file_ids["2026Q2"]},
         )
         conn.execute(
             sa.text(
@@ -122,9 +162,13 @@ def submissions(warehouse_url: str) -> None:
                 " ('receipt:council_referrals:2026Q3', 'receipt', 'council_referrals', '2026Q3', '[]', 's', 't', 'h',"
                 "  'sent'),"
                 " ('advance:police_ppn:2026Q3', 'advance', 'police_ppn', '2026Q3', '[]', 's', 't', 'h', 'sent'),"
-                " ('due:police_ppn:2026Q3', 'due', 'police_ppn', '2026Q3', '[]', 's', 't', 'h', 'pending')"
-            )
+                " ('due:police_ppn:2026Q3', 'due', 'police_ppn', '2026Q3', '[]', 's', 't', 'h', 'pending'),"
+                " ('rejection:council_referrals:2026Q2:file=' || :f2, 'rejection', 'council_referrals', '2026Q2', '[]',"
+                "  'Your referrals return was not accepted', 't', 'h', 'sent')"
+            ),
+            {"f2": str(file_ids["2026Q2"])},
         )
+        conn.execute(sa.text("UPDATE ops.notifications SET sent_at = '2026-07-22 09:02Z' WHERE kind = 'rejection'"))
     clock.set_now(TODAY)
 
 
@@ -201,9 +245,9 @@ def test_every_route_refuses_requests_without_a_valid_token(auth_manager, client
     )
     (mounted,) = [route for route in client.app.routes if getattr(route, "path", "") == URL_PREFIX]
     paths = [URL_PREFIX + route.path for route in mounted.app.routes]
-    assert sorted(paths) == sorted([PAGE, JSON_PAGE])
+    assert sorted(paths) == sorted([PAGE, JSON_PAGE, f"{PAGE}/files/{{file_id}}"])
 
-    for path in paths:
+    for path in (p.replace("{file_id}", "1") for p in paths):
         anonymous = client.get(path)
         assert anonymous.status_code == 401, path
         assert "Submissions" not in anonymous.text
@@ -220,35 +264,45 @@ def test_a_signed_in_user_sees_the_matrix_in_the_embedded_page(auth_manager, cli
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "Q2 2026/27 (Jul–Sep 2026)" in response.text
-    assert table_rows(response.text) == [
-        [
-            "Council referrals and assessments Blanktown Council Children's Services",
-            "Published",
-            "Wed 21 Oct 2026",
-            "1,234",
-            "referrals_2026Q3.csv (published)",
-            "1",
-            "1",
-        ],
-        [
-            "Police PPNs and DA incidents with a child present Blanktown Police",
-            "Expected, overdue",
-            "Wed 21 Oct 2026",
-            "",
-            "none yet",
-            "0",
-            "1 (1 waiting)",
-        ],
-        [
-            "Council referrals and assessments Blanktown Council Children's Services",
-            "Rejected, overdue",
-            "Tue 21 Jul 2026",
-            "",
-            "referrals_2026Q2.csv (rejected)",
-            "1",
-            "0",
-        ],
+    rows = table_rows(response.text)
+    assert [row[0] for row in rows] == [
+        "Council referrals and assessments Blanktown Council Children's Services",
+        "Police PPNs and DA incidents with a child present Blanktown Police",
+        "Council referrals and assessments Blanktown Council Children's Services",
     ]
+    published, police, rejected = rows
+    assert published[1].startswith("Late by 2 working days")
+    assert published[2:] == ["Wed 21 Oct 2026", "1,234", "1", "1"]
+    assert police[1] == "Overdue by 3 working days"
+    assert police[2:] == ["Wed 21 Oct 2026", "", "0", "1 (1 waiting)"]
+    # The rejection: its rules, how many rows, and when the partner was told; the file, its rules, a link.
+    assert rejected[1].startswith(
+        "Rejected: REF-003 × 3, REF-011 × 1; partner told Wed 22 Jul 10:02; overdue by 68 working days"
+    )
+    file_id = body_file_id(response.text, "referrals_2026Q2.csv")
+    assert f"File {file_id}: referrals_2026Q2.csv — rejected" in rejected[1]
+    assert "Rules: REF-003 (error, 3 rows), REF-011 (error, 1 rows)" in rejected[1]
+
+
+def body_file_id(html: str, name: str) -> int:
+    import re
+
+    return int(re.search(rf'href="submissions/files/(\d+)">File \d+</a>: {re.escape(name)}', html).group(1))
+
+
+def test_a_files_page_shows_its_report_history_and_emails(auth_manager, client: TestClient, submissions) -> None:
+    page = get_with_ui_cookie(client, PAGE, token_for(auth_manager)).text
+    file_id = body_file_id(page, "referrals_2026Q2.csv")
+    response = get_with_ui_cookie(client, f"{URL_PREFIX}/submissions/files/{file_id}", token_for(auth_manager))
+    assert response.status_code == 200
+    rows = table_rows(response.text)
+    assert rows[0] == ["REF-003", "error", "referral_date", "3 (rows 4, 9, 11)", "Referral date in the period"]
+    assert rows[1] == ["REF-011", "error", "nfa", "1 (rows 7)", "NFA is Y or N"]
+    assert rows[2][1:] == ["rejected", "REF-003"]
+    assert "Your referrals return was not accepted" in response.text
+    assert "(rejection; sent Wed 22 Jul 10:02)" in response.text
+    missing = get_with_ui_cookie(client, f"{URL_PREFIX}/submissions/files/999999", token_for(auth_manager))
+    assert missing.status_code == 404
 
 
 def test_the_json_matrix_with_a_bearer_token(auth_manager, client: TestClient, submissions) -> None:

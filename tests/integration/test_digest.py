@@ -70,14 +70,16 @@ def test_the_matrix_for_this_period_and_the_last(engine, world: Partnership) -> 
     assert [r.previous.period.id for r in rows.values()] == ["2026Q2"] * 4
     assert police.current.status_text == "On time (accepted with warnings)"
     assert police.current.published_on == dt.date(2026, 10, 19)
-    assert council.current.status_text == "Missing, 3 working days late"
-    assert health.current.status_text == "Rejected, 3 working days late"
+    assert council.current.status_text == "Overdue by 3 working days"
+    assert health.current.status_text == (
+        "Rejected: grade_is_h_m_or_l × 1; report to the partner not sent yet; overdue by 3 working days"
+    )
     assert health.current.versions_rejected == 1
-    assert education.current.status_text == "Received, being checked"
+    assert education.current.status_text == "Received, being checked; overdue by 3 working days"
 
     assert police.previous.status_text == "On time"
     assert council.previous.status_text == "Late by 3 working days"
-    assert health.previous.status == digest.MISSING and health.previous.chased == ()
+    assert health.previous.status == digest.OVERDUE and health.previous.chased == ()
 
     assert [(c.what, c.to, c.on, c.delivery) for c in council.current.chased] == [
         ("advance reminder", "data contact", dt.date(2026, 10, 14), "waiting to send"),
@@ -107,7 +109,7 @@ def test_the_digest_email_reads_well_and_goes_once_a_week(engine, world: Partner
         ).one()
     assert "As of Monday 26 October 2026, 1 of 4 returns for the periods being collected now are in." in text
     assert "Council counts (Blanktown Council)" in text
-    assert "- Q2 2026/27: Missing, 3 working days late" in text
+    assert "- Q2 2026/27: Overdue by 3 working days" in text
     assert (
         "Chased: advance reminder to data contact, Wed 14 Oct (waiting to send); due-day reminder to data contact, "
         "Wed 21 Oct (waiting to send); overdue reminder to data contact, officer copied, Mon 26 Oct (waiting to send)"
@@ -121,3 +123,16 @@ def test_the_digest_email_reads_well_and_goes_once_a_week(engine, world: Partner
 
     next_week = digest.send_weekly_digest(engine, world, as_of=dt.date(2026, 11, 2))
     assert next_week == "weekly-digest:2026-W45"
+
+
+def test_periods_before_go_live_are_never_reported_missing(engine, world: Partnership) -> None:
+    live = world.model_copy(update={"go_live": dt.date(2026, 7, 1)})
+    rows = digest.matrix(engine, live, as_of=MONDAY)
+    assert [row.previous for row in rows] == [None] * 4  # Q2 ended before go-live
+    assert all(len(row.cells) == 1 for row in rows)
+    message = digest.build(engine, live, as_of=MONDAY)
+    assert "Q1 2026/27" not in message.text and "Before go-live" in message.html
+    # The digest leads with what needs attention: council overdue, health rejected, then the rest.
+    attention = message.text.split("NEEDS YOUR ATTENTION", 1)[1].split("EACH RETURN", 1)[0]
+    assert "Council counts (Blanktown Council), Q2 2026/27: Overdue by 3 working days" in attention
+    assert "Health counts" in attention and "Police counts" not in attention

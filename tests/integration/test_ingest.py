@@ -7,7 +7,9 @@ tables and the outbox say what a user would see.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -48,11 +50,34 @@ def _count(sql: str) -> int:
         return conn.execute(sa.text(sql)).scalar_one()
 
 
+class _Kept(logging.Handler):
+    """What loggers emit at INFO and above (Airflow's logging setup may keep them from pytest's caplog)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def test_defective_then_corrected_file(stack, demo_config):
     _upload(stack, demo_config, referrals_csv(PERIOD, seed=1, defects=True))
     ids = ingest.fetch("council_referrals", config=demo_config)
-    outcomes = ingest.decide("council_referrals", ids, config=demo_config)
+    kept, root = _Kept(), logging.getLogger()
+    root.addHandler(kept)
+    try:
+        outcomes = ingest.decide("council_referrals", ids, config=demo_config)
+    finally:
+        root.removeHandler(kept)
+    logged = "\n".join(
+        r.getMessage() for r in kept.records if r.levelno >= logging.getLogger(r.name).getEffectiveLevel()
+    )
     assert [o["state"] for o in outcomes] == ["rejected"]
+    # One summary line for the file, with its rule codes and row counts; none of GX's own chatter.
+    (summary,) = re.findall(r"council_referrals: file \d+ for 2026Q3 is [^\[\n]*", logged)
+    assert re.fullmatch(rf"council_referrals: file {ids[0]} for 2026Q3 is rejected: [A-Z]+-[0-9]+ × [0-9,]+.*", summary)
+    assert not [r for r in kept.records if r.name.startswith("great_expectations") and r.levelno < logging.WARNING]
     assert _count("SELECT count(*) FROM core.referrals") == 0
     assert _count("SELECT count(*) FROM ops.notifications WHERE kind = 'rejection'") == 1
 

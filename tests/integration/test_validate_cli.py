@@ -139,7 +139,7 @@ def test_a_file_the_feed_cannot_read_gets_the_intake_report(warehouse_url, tmp_p
 
 def test_engineers_problems_exit_2_with_a_reason(warehouse_url, returns, tmp_path, capsys):
     assert main(["validate", "no_such_feed", str(returns / "referrals_2026Q3.csv")]) == 2
-    assert "no feed 'no_such_feed' in the configuration; feeds: council_referrals" in capsys.readouterr().err
+    assert "no feed 'no_such_feed' in the configuration (known: council_referrals" in capsys.readouterr().err
 
     assert main(["validate", "council_referrals", str(returns / "referrals.csv")]) == 2
     assert "give it with --period" in capsys.readouterr().err

@@ -76,8 +76,24 @@ def test_names_with_other_digits_are_never_a_period_but_a_near_miss_with_its_rea
     assert [(f.name, f.period_id) for f in found] == [("icb_safeguarding_2026Q3.csv", "2026Q3")]
     for name in (ARABIC_INDIC, FULL_WIDTH):
         assert "non-ASCII look-alikes" in sftp.near_miss(name, regex)
-    for name in ("icb_safeguarding_2026Q3.csv", "icb_safeguarding_2026Q5.csv", "other_٢٠٢٦Q4.csv", "notes.txt"):
+    for name in ("icb_safeguarding_2026Q3.csv", "other_٢٠٢٦Q4.csv", "notes.txt", "icb_safeguarding_final.csv"):
         assert sftp.near_miss(name, regex) is None  # a match, or plainly not the feed's name
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("icb_safeguarding_2026Q3.CSV", "different case from the one agreed (for example an upper-case extension)"),
+        ("icb_safeguarding_2026q3.csv", "different case"),
+        ("-icb_safeguarding_2026Q3.csv", "starts with '-'"),
+        ("icb_safеguarding_2026Q3.csv", "letter from another alphabet"),  # a Cyrillic "е"
+        ("icb_safeguarding_2026-Q3.csv", "period is not written the agreed way (like 2026Q3)"),
+        ("icb_safeguarding_Q3_2026.csv", "period is not written the agreed way"),
+        ("icb_safeguarding_2026Q5.csv", "period is not written the agreed way"),  # no such quarter
+    ],
+)
+def test_names_that_nearly_match_say_why(name, reason):
+    assert reason in sftp.near_miss(name, sftp.name_regex(HEALTH.transport.pattern))
 
 
 def test_the_trigger_never_fires_for_them():

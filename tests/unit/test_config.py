@@ -35,7 +35,7 @@ def test_misspelled_key_is_named_with_its_path(tmp_path):
 
 def test_feed_naming_an_unknown_partner_is_refused(tmp_path):
     path = _broken(tmp_path, "partner: police", "partner: probation")
-    with pytest.raises(ConfigError, match="names partner 'probation', which is not defined"):
+    with pytest.raises(ConfigError, match=r"feeds\[police_ppn\]\.partner: 'probation' is not a defined partner"):
         load_config(path)
 
 

@@ -44,12 +44,13 @@ def every_message(partnership: Partnership) -> dict[str, Message]:
     }
     cell = SimpleNamespace(
         period=PERIOD,
-        status_text="Missing, 3 working days late",
+        status_text="Overdue by 3 working days",
         published_on=None,
+        ret=SimpleNamespace(ignored=[]),
         versions_rejected=0,
         chased=[SimpleNamespace(what="advance reminder", to="data contact", on=dt.date(2026, 10, 14), delivery="sent")],
     )
-    row = SimpleNamespace(feed=feed, partner="Blanktown Council", current=cell, previous=cell)
+    row = SimpleNamespace(feed=feed, partner="Blanktown Council", current=cell, previous=cell, cells=(cell, cell))
     problem = SimpleNamespace(
         subject="A receipt",
         recipients=("a@example.org",),
@@ -61,6 +62,15 @@ def every_message(partnership: Partnership) -> dict[str, Message]:
         "receipt": messages.receipt(partnership, feed, PERIOD, file_id=1, source_name="referrals_2026Q3.csv", rows=4),
         "rejection": messages.rejection(
             partnership, feed, PERIOD, file_id=2, source_name="referrals_2026Q3.csv", report=report, due=DUE
+        ),
+        "near_miss": messages.near_miss(
+            partnership,
+            feed,
+            PERIOD,
+            source_name="referrals_2026Q3.CSV",
+            reason="the name is in a different case from the one agreed (for example an upper-case extension)",
+            expected_name="referrals_2026Q3.csv",
+            name_digest="0123456789abcdef",
         ),
         "reminder_advance": messages.advance_reminder(partnership, feed, PERIOD, due=DUE),
         "reminder_due": messages.due_reminder(partnership, feed, PERIOD, due=DUE),
@@ -91,6 +101,7 @@ def every_message(partnership: Partnership) -> dict[str, Message]:
             week_of=dt.date(2026, 10, 26),
             as_of=dt.date(2026, 10, 26),
             rows=[row],
+            attention=[(row, cell)],
             coming_up=[SimpleNamespace(on=dt.date(2026, 10, 28), what="escalation")],
             returns_in=0,
             returns_expected=1,

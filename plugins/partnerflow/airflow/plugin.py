@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from partnerflow.core.config import Partnership
-    from partnerflow.warehouse.status import SliceStatus
+    from partnerflow.warehouse.status import FileReport, ReturnStatus
 
 log = logging.getLogger(__name__)
 
@@ -65,30 +64,37 @@ def create_app() -> FastAPI:
 
     @app.get(SUBMISSIONS_PATH, response_class=HTMLResponse)
     def submissions_page() -> HTMLResponse:
-        """The submissions matrix as an HTML page, one table per period."""
+        """Every return's status (``warehouse.status``), one table per period, each row expandable."""
         matrix = _load_matrix()
         if matrix is None:
             return HTMLResponse(WAREHOUSE_UNAVAILABLE_HTML, status_code=503)
         config, today, rows = matrix
         page = templates.get_template("submissions.html").render(
-            partnership=config, today=today, periods=_by_period(config, today, rows)
+            partnership=config, today=today, periods=_by_period(rows)
         )
         return HTMLResponse(page)
 
     @app.get(f"{SUBMISSIONS_PATH}.json")
     def submissions_json() -> JSONResponse:
-        """The submissions matrix as JSON: one object per feed x period, newest period first."""
+        """Every return's status as JSON: one object per feed x period, newest period first."""
         matrix = _load_matrix()
         if matrix is None:
             return JSONResponse({"error": "the warehouse is not reachable"}, status_code=503)
         config, today, rows = matrix
         return JSONResponse(
-            {
-                "partnership": config.name,
-                "as_of": today.isoformat(),
-                "submissions": [{**row.as_dict(), "overdue": _overdue(row, today)} for row in rows],
-            }
+            {"partnership": config.name, "as_of": today.isoformat(), "submissions": [row.as_dict() for row in rows]}
         )
+
+    @app.get(f"{SUBMISSIONS_PATH}/files/{{file_id}}", response_class=HTMLResponse)
+    def file_page(file_id: int) -> HTMLResponse:
+        """One file: the value-free report the partner got, its ledger history and the e-mails it caused."""
+        found = _load_file(file_id)
+        if found is None:
+            return HTMLResponse(WAREHOUSE_UNAVAILABLE_HTML, status_code=503)
+        config, report = found
+        if report is None:
+            return HTMLResponse(f"<!DOCTYPE html><title>No file</title><p>There is no file {file_id}.</p>", 404)
+        return HTMLResponse(templates.get_template("file.html").render(partnership=config, report=report))
 
     return app
 
@@ -121,8 +127,8 @@ PARTNERFLOW_WAREHOUSE_URL on the API server and that the database is up, then re
 """
 
 
-def _load_matrix() -> tuple[Partnership, dt.date, list[SliceStatus]] | None:
-    """The configuration, today's date and the matrix; None when the warehouse is not configured or reachable."""
+def _load_matrix() -> tuple[Partnership, dt.date, list[ReturnStatus]] | None:
+    """The configuration, today's date and every return's status; None when the warehouse is unavailable."""
     from sqlalchemy.exc import OperationalError
 
     from partnerflow import warehouse
@@ -132,31 +138,33 @@ def _load_matrix() -> tuple[Partnership, dt.date, list[SliceStatus]] | None:
 
     config = partnership()
     try:
-        rows = status.matrix(warehouse.engine(), config)
+        rows = status.matrix(warehouse.engine(), config, as_of=clock.today())
     except (warehouse.WarehouseNotConfigured, OperationalError) as exc:
         log.warning("submissions page: the warehouse is unavailable (%s)", type(exc).__name__)
         return None
     return config, clock.today(), rows
 
 
-def _overdue(row: SliceStatus, today: dt.date) -> bool:
-    return row.state != "published" and row.due_date is not None and row.due_date < today
+def _load_file(file_id: int) -> tuple[Partnership, FileReport | None] | None:
+    from sqlalchemy.exc import OperationalError
+
+    from partnerflow import warehouse
+    from partnerflow.core.config import partnership
+    from partnerflow.warehouse import status
+
+    config = partnership()
+    try:
+        with warehouse.engine().connect() as conn:
+            return config, status.file_report(conn, config, file_id)
+    except (warehouse.WarehouseNotConfigured, OperationalError) as exc:
+        log.warning("file page: the warehouse is unavailable (%s)", type(exc).__name__)
+        return None
 
 
-def _by_period(config: Partnership, today: dt.date, rows: list[SliceStatus]) -> list[dict[str, Any]]:
-    """Rows grouped by period (in the matrix's order, newest first), with what the page shows beside them."""
-    from partnerflow.core.periods import Period
-
-    titles = {feed.id: feed.title for feed in config.feeds}
+def _by_period(rows: list[ReturnStatus]) -> list[dict[str, Any]]:
+    """Rows grouped by period, in the matrix's order (newest first)."""
     periods: dict[str, dict[str, Any]] = {}
     for row in rows:
-        if row.period_id not in periods:
-            try:
-                label = Period.from_id(row.period_id).label
-            except ValueError:
-                label = row.period_id
-            periods[row.period_id] = {"id": row.period_id, "label": label, "rows": []}
-        periods[row.period_id]["rows"].append(
-            {**asdict(row), "feed_title": titles.get(row.feed_id, row.feed_id), "overdue": _overdue(row, today)}
-        )
+        periods.setdefault(row.period_id, {"id": row.period_id, "label": row.period_label, "rows": []})
+        periods[row.period_id]["rows"].append(row)
     return list(periods.values())

@@ -1,9 +1,11 @@
 """The officer's weekly digest: who has sent what, for each feed's current period and the one before.
 
-For every feed, each of the two periods gets one status (on time, late, missing, rejected, received and
-being checked, or not due yet), the working days late, whether the accepted version had warnings, and who
-was chased and on which day. A short "coming up" list names the due dates, escalations and Board dates of
-the week ahead. The digest goes to the officer once per ISO week (its outbox key is the week).
+For every feed, each of the two periods gets the one status ``warehouse.status`` decides (on time, late,
+overdue, rejected with its rules and when the partner was told, received and being checked, or not due
+yet; superseded versions and near-miss uploads), and who was chased and on which day. The digest leads
+with what needs attention (overdue, rejected, near misses); periods before go-live are left out. A short
+"coming up" list names the due dates, escalations and Board dates of the week ahead. The digest goes to
+the officer once per ISO week (its outbox key is the week).
 """
 
 from __future__ import annotations
@@ -16,23 +18,23 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from partnerflow.chasing.ladder import ladder_days
-from partnerflow.core.clock import LONDON
 from partnerflow.core.config import Feed, Partnership
-from partnerflow.core.periods import Period, board_meetings, schedule, working_days_between
+from partnerflow.core.periods import Period, board_meetings, schedule
 from partnerflow.notify import messages
 from partnerflow.notify.outbox import Message, enqueue
-from partnerflow.warehouse import ledger
+from partnerflow.warehouse import status
 
 log = logging.getLogger(__name__)
 
-ON_TIME, LATE, MISSING, REJECTED, RECEIVED, NOT_DUE = (
-    "on time",
-    "late",
-    "missing",
-    "rejected",
-    "received, being checked",
-    "not due yet",
+ON_TIME, LATE, OVERDUE, REJECTED, RECEIVED, NOT_DUE = (
+    status.ON_TIME,
+    status.LATE,
+    status.OVERDUE,
+    status.REJECTED,
+    status.RECEIVED,
+    status.NOT_DUE,
 )
+MISSING = OVERDUE  # the digest's older word for it
 LOOK_AHEAD_DAYS = 7
 
 STAGE_NAMES = {
@@ -57,31 +59,44 @@ class Chase:
 
 @dataclass(frozen=True)
 class DigestCell:
-    """Where one feed's return for one period stands."""
+    """Where one feed's return for one period stands (``warehouse.status`` decides), and who was chased."""
 
     period: Period
-    due: dt.date
-    status: str
-    days_late: int
-    published_on: dt.date | None
-    with_warnings: bool
-    versions_rejected: int
+    ret: status.ReturnStatus
     chased: tuple[Chase, ...]
+
+    @property
+    def due(self) -> dt.date:
+        return self.ret.due_date
+
+    @property
+    def status(self) -> str:
+        return self.ret.status
+
+    @property
+    def days_late(self) -> int:
+        return self.ret.days_late
+
+    @property
+    def published_on(self) -> dt.date | None:
+        return self.ret.published_on
+
+    @property
+    def with_warnings(self) -> bool:
+        return self.ret.with_warnings
+
+    @property
+    def versions_rejected(self) -> int:
+        return self.ret.versions_rejected
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.ret.needs_attention
 
     @property
     def status_text(self) -> str:
         """``Late by 2 working days (accepted with warnings)``: the status as the officer reads it."""
-        text = self.status.capitalize()
-        working_days = f"{self.days_late} working day{'s' if self.days_late != 1 else ''}"
-        if self.status == LATE:
-            text += f" by {working_days}"
-        elif self.days_late and self.status in (MISSING, REJECTED):
-            text += f", {working_days} late"
-        if self.status == NOT_DUE:
-            text += f" (due {self.due:%a} {self.due.day} {self.due:%b})"
-        if self.with_warnings:
-            text += " (accepted with warnings)"
-        return text
+        return self.ret.summary
 
 
 @dataclass(frozen=True)
@@ -91,7 +106,15 @@ class DigestRow:
     feed: Feed
     partner: str
     current: DigestCell
-    previous: DigestCell
+    previous: DigestCell | None  # None when that period ended before the partnership's go-live
+
+    @property
+    def cells(self) -> tuple[DigestCell, ...]:
+        return (self.current,) if self.previous is None else (self.current, self.previous)
+
+    @property
+    def needs_attention(self) -> bool:
+        return any(cell.needs_attention for cell in self.cells)
 
 
 @dataclass(frozen=True)
@@ -101,17 +124,30 @@ class ComingUp:
 
 
 def matrix(engine: Engine, partnership: Partnership, *, as_of: dt.date) -> list[DigestRow]:
-    """Every feed's current and previous period as of ``as_of``."""
-    rows = []
+    """Every feed's current and previous period as of ``as_of`` (the previous one only from go-live)."""
+    wanted: list[tuple[Feed, Period]] = []
+    for feed in partnership.feeds:
+        current = schedule(partnership, feed).collecting_period(as_of)
+        wanted += [(feed, current), (feed, current.previous())]
     with engine.connect() as conn:
+        found = {(r.feed_id, r.period_id): r for r in status.returns(conn, partnership, as_of=as_of, slices=wanted)}
+        rows = []
         for feed in partnership.feeds:
             current = schedule(partnership, feed).collecting_period(as_of)
+            cells = [
+                DigestCell(period=p, ret=found[(feed.id, p.id)], chased=tuple(_chases(conn, partnership, feed, p)))
+                if (feed.id, p.id) in found
+                else None
+                for p in (current, current.previous())
+            ]
+            if cells[0] is None:
+                continue  # the period being collected ended before go-live: nothing to say yet
             rows.append(
                 DigestRow(
                     feed=feed,
                     partner=partnership.partner(feed.partner).name,
-                    current=_cell(conn, partnership, feed, current, as_of),
-                    previous=_cell(conn, partnership, feed, current.previous(), as_of),
+                    current=cells[0],
+                    previous=cells[1],
                 )
             )
     return rows
@@ -139,12 +175,14 @@ def coming_up(partnership: Partnership, rows: list[DigestRow], *, as_of: dt.date
 def build(engine: Engine, partnership: Partnership, *, as_of: dt.date) -> Message:
     """The digest email for the week containing ``as_of``."""
     rows = matrix(engine, partnership, as_of=as_of)
+    attention = [row for row in rows if row.needs_attention]
     week_of = as_of - dt.timedelta(days=as_of.weekday())
     return messages.weekly_digest(
         partnership,
         week_of=week_of,
         as_of=as_of,
-        rows=rows,
+        rows=attention + [row for row in rows if not row.needs_attention],
+        attention=[(row, cell) for row in attention for cell in row.cells if cell.needs_attention],
         coming_up=coming_up(partnership, rows, as_of=as_of),
         returns_in=sum(row.current.status in (ON_TIME, LATE) for row in rows),
         returns_expected=len(rows),
@@ -160,18 +198,6 @@ def send_weekly_digest(engine: Engine, partnership: Partnership, *, as_of: dt.da
     return message.key if new else None
 
 
-_SLICE = sa.text(
-    """
-    SELECT s.state, s.due_date, s.published_at,
-           EXISTS (
-               SELECT 1 FROM ops.validation_reports v, jsonb_array_elements(v.report -> 'failures') f
-               WHERE v.file_id = s.published_file_id AND f ->> 'severity' = 'warning'
-           ) AS with_warnings
-    FROM ops.submissions s
-    WHERE s.feed_id = :feed_id AND s.period_id = :period_id
-    """
-)
-
 _CHASED = sa.text(
     """
     SELECT l.stage, l.as_of, n.state, n.recipients, n.cc
@@ -183,37 +209,8 @@ _CHASED = sa.text(
 )
 
 
-def _cell(conn: Connection, partnership: Partnership, feed: Feed, period: Period, as_of: dt.date) -> DigestCell:
+def _chases(conn: Connection, partnership: Partnership, feed: Feed, period: Period) -> list[Chase]:
     params = {"feed_id": feed.id, "period_id": period.id}
-    submission = conn.execute(_SLICE, params).mappings().first()
-    files = ledger.file_counts(conn, feed_id=feed.id, period_id=period.id)
-    due = submission["due_date"] if submission else schedule(partnership, feed).due_date(period)
-    published_on = None
-    if submission and submission["state"] == "published":
-        published_on = submission["published_at"].astimezone(LONDON).date()
-        days_late = max(working_days_between(due, published_on), 0)
-        status = LATE if days_late else ON_TIME
-    else:
-        days_late = max(working_days_between(due, as_of), 0)
-        if files.waiting:
-            status = RECEIVED
-        elif submission and submission["state"] == "rejected":
-            status = REJECTED
-        else:
-            status = MISSING if as_of > due else NOT_DUE
-    return DigestCell(
-        period=period,
-        due=due,
-        status=status,
-        days_late=days_late,
-        published_on=published_on,
-        with_warnings=bool(submission and submission["with_warnings"]),
-        versions_rejected=files.rejected,
-        chased=tuple(_chases(conn, partnership, feed, params)),
-    )
-
-
-def _chases(conn: Connection, partnership: Partnership, feed: Feed, params: dict[str, str]) -> list[Chase]:
     partner = partnership.partner(feed.partner)
     roles = {
         partner.contact.email: "data contact",

@@ -43,7 +43,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from partnerflow.core import clock
 from partnerflow.core.config import Feed, Ladder, Partnership
-from partnerflow.core.periods import FeedSchedule, Period, add_working_days, iso_day, schedule
+from partnerflow.core.periods import FeedSchedule, Period, add_working_days, after_go_live, iso_day, schedule
 from partnerflow.notify import messages
 from partnerflow.notify.outbox import Message, enqueue
 from partnerflow.warehouse import ledger
@@ -144,6 +144,9 @@ def run_ladder(engine: Engine, partnership: Partnership, *, as_of: dt.date, toda
             periods = _with_extended_due_dates(conn, sched, feed, periods_to_chase(sched, as_of), as_of)
         collecting = sched.collecting_period(as_of)
         for period in periods:
+            if not after_go_live(partnership, period):
+                log.info("ladder: %s %s ended before go-live; not chasing", feed.id, period.id)
+                continue
             with engine.begin() as conn:
                 enqueued += _chase(
                     conn, partnership, feed, sched, period, as_of=as_of, today=today, start=period == collecting

@@ -69,13 +69,14 @@ def _day_argument(text: str) -> dt.date:
 def run(args: argparse.Namespace) -> int:
     """Print the calendar or answer ``--which``; 1 (with a message on stderr) when there is no answer."""
     from partnerflow.core import clock
-    from partnerflow.core.config import partnership
+    from partnerflow.core.config import did_you_mean, partnership
 
     config = partnership()
     try:
         feeds = [config.feed(args.feed)] if args.feed else list(config.feeds)
     except KeyError:
-        print(f"no feed {args.feed!r}; feeds: {', '.join(f.id for f in config.feeds)}", file=sys.stderr)
+        known = [f.id for f in config.feeds]
+        print(f"partnerflow calendar: no feed {args.feed!r}{did_you_mean(args.feed, known)}", file=sys.stderr)
         return 1
     if args.which:
         return _which(config, feeds, args.which, as_json=args.json)

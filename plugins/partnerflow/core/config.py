@@ -432,6 +432,9 @@ class Partnership(_Model):
 
     name: str
     short_name: str
+    go_live: dt.date | None = None
+    """The day the partnership started using partnerflow: periods that ended before it are never chased or
+    reported as missing (their returns were collected some other way)."""
     officer: Person
     engineers: tuple[Person, ...]
     calendar: Calendar = Calendar()
@@ -501,24 +504,108 @@ def config_path() -> Path:
     return Path(os.environ.get("PARTNERFLOW_CONFIG", repo_path("config", "partnership.yaml")))
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML without implicit dates: ``2026-13-01`` reaches validation as text, which then names its key and
+    line, instead of failing inside the parser."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def load_config(path: Path | None = None) -> Partnership:
-    """Read and validate a partnership file; raise ConfigError naming the file and the key path."""
+    """Read and validate a partnership file; raise ConfigError naming the file, and for each problem (all of
+    them, in one message) its line and key path, with "did you mean" for an id that is not defined."""
     path = path or config_path()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: is not UTF-8 text") from None
+    try:
+        raw = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader without timestamps
+        tree = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    problems = _reference_problems(raw)
     try:
-        return Partnership.model_validate(raw)
+        config = Partnership.model_validate(raw)
     except ValidationError as exc:
-        problems = "\n".join(f"  {_key_path(raw, e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {exc.error_count()} problem(s)\n{problems}") from None
+        for error in exc.errors():
+            if not error["loc"] and problems and "not defined" in error["msg"]:
+                continue  # the same unknown id, already said with its key path
+            problems.append((tuple(error["loc"]), error["msg"].removeprefix("Value error, ")))
+    else:
+        if not problems:
+            return config
+    lines = []
+    for loc, message in problems:
+        line = _line_of(tree, loc)
+        lines.append(f"  {path}:{line}: {_key_path(raw, loc)}: {message}" if line else f"  {path}: {message}")
+    raise ConfigError(f"{path}: {len(lines)} problem(s)\n" + "\n".join(lines))
+
+
+def _reference_problems(raw: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """Ids that name something not defined (a feed's partner or dataset, a KPI's feeds or lead partner)."""
+
+    def ids(key: str) -> list[str]:
+        items = raw.get(key)
+        return [str(i["id"]) for i in items if isinstance(i, dict) and "id" in i] if isinstance(items, list) else []
+
+    partners, datasets, feeds = ids("partners"), ids("datasets"), ids("feeds")
+    problems: list[tuple[tuple[Any, ...], str]] = []
+
+    def check(loc: tuple[Any, ...], value: Any, known: list[str], what: str) -> None:
+        if isinstance(value, str) and value not in known:
+            problems.append((loc, f"{value!r} is not a defined {what}{did_you_mean(value, known)}"))
+
+    for i, feed in enumerate(raw.get("feeds") or []):
+        if isinstance(feed, dict):
+            check(("feeds", i, "partner"), feed.get("partner"), partners, "partner")
+            check(("feeds", i, "dataset"), feed.get("dataset"), datasets, "dataset")
+    for i, kpi in enumerate(raw.get("kpis") or []):
+        if isinstance(kpi, dict):
+            for j, feed_id in enumerate(kpi.get("source_feeds") or []):
+                check(("kpis", i, "source_feeds", j), feed_id, feeds, "feed")
+            if kpi.get("lead_partner") is not None:
+                check(("kpis", i, "lead_partner"), kpi.get("lead_partner"), partners, "partner")
+    return problems
+
+
+def did_you_mean(value: str, known: list[str] | tuple[str, ...]) -> str:
+    """``; did you mean 'council'?`` when one known id is close to ``value``; else the known ids."""
+    import difflib
+
+    close = difflib.get_close_matches(value, list(known), n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f" (known: {', '.join(known)})" if known else ""
+
+
+def _line_of(tree: Any, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at ``loc`` (or of its nearest parent that exists)."""
+    node, line = tree, (tree.start_mark.line + 1 if tree is not None else None)
+    for step in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == step), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+            node = node.value[step]
+            line = node.start_mark.line + 1
+        elif step in {"sftp", "http"}:
+            continue
+        else:
+            break
+    return line
 
 
 @cache

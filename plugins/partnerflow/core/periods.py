@@ -266,6 +266,11 @@ def schedule(partnership: Partnership, feed: Feed) -> FeedSchedule:
     )
 
 
+def after_go_live(partnership: Partnership, period: Period) -> bool:
+    """Whether partnerflow answers for ``period``: it did not end before the partnership's ``go_live``."""
+    return partnership.go_live is None or period.end >= partnership.go_live
+
+
 def due_date(partnership: Partnership, feed: Feed, period: Period) -> dt.date:
     """When ``feed``'s return for ``period`` is due, by the feed's due rule."""
     return schedule(partnership, feed).due_date(period)

@@ -48,3 +48,16 @@ FILTERS: dict[str, Any] = {
     "count": count,
     "thousands": lambda n: f"{n:,}",
 }
+
+
+def day_and_time(moment: dt.datetime | None) -> str:
+    """``Mon 5 Oct 10:02``, in London time: when something happened this season."""
+    if moment is None:
+        return ""
+    from partnerflow.core.clock import LONDON
+
+    local = moment.astimezone(LONDON)
+    return f"{local:%a} {local.day} {local:%b} {local:%H:%M}"
+
+
+FILTERS["day_and_time"] = day_and_time

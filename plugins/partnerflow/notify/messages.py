@@ -44,6 +44,7 @@ STILL_FAILING = "still-failing"
 BOARD_PACK = "board-pack"
 FAILURE_ALERT = "failure"
 WEEKLY_DIGEST = "weekly-digest"
+NEAR_MISS = "near-miss"
 INCIDENT = "incident"
 INCIDENT_RECOVERY = "incident-recovery"
 DELIVERY_PROBLEM = "delivery-problem"
@@ -166,6 +167,43 @@ def rejection(
     )
 
 
+def near_miss(
+    partnership: Partnership,
+    feed: Feed,
+    period: Period,
+    *,
+    source_name: str,
+    reason: str,
+    expected_name: str,
+    name_digest: str,
+) -> Message:
+    """To the partner contact, once per file name: a file in their drop was left alone, and the name expected.
+
+    ``name_digest`` stands for the name in the key (a name may hold ``:``), so each name is told once.
+    """
+    partner = partnership.partner(feed.partner)
+    subject = f"{partnership.short_name}: {feed.title} – a file was not taken; please rename it {expected_name}"
+    return _build(
+        partnership,
+        kind=NEAR_MISS,
+        key=message_key(NEAR_MISS, feed.id, period.id, name=name_digest),
+        feed_id=feed.id,
+        period_id=period.id,
+        recipients=(partner.contact.email,),
+        cc=(),
+        subject=_short(subject, 200),
+        template="near_miss",
+        context={
+            "partner": partner,
+            "feed": feed,
+            "period": period,
+            "source_name": _short(source_name, _SOURCE_NAME_MAX),
+            "reason": reason,
+            "expected_name": expected_name,
+        },
+    )
+
+
 def advance_reminder(
     partnership: Partnership, feed: Feed, period: Period, *, due: dt.date, as_of: dt.date | None = None
 ) -> Message:
@@ -257,10 +295,12 @@ def weekly_digest(
     coming_up: Sequence[Any],
     returns_in: int,
     returns_expected: int,
+    attention: Sequence[Any] = (),
 ) -> Message:
     """The officer's weekly digest: the submissions matrix for each feed's current and previous period.
 
-    ``rows`` are ``partnerflow.chasing.digest.DigestRow``; ``coming_up`` are ``(date, what)`` pairs.
+    ``rows`` are ``partnerflow.chasing.digest.DigestRow``; ``attention`` the ``(row, cell)`` pairs that need
+    the officer (overdue, rejected, near misses), listed first; ``coming_up`` are ``(date, what)`` pairs.
     """
     year, week, _ = week_of.isocalendar()
     subject = (
@@ -281,6 +321,7 @@ def weekly_digest(
             "week_of": week_of,
             "as_of": as_of,
             "rows": rows,
+            "attention": attention,
             "coming_up": coming_up,
             "returns_in": returns_in,
             "returns_expected": returns_expected,

@@ -15,9 +15,11 @@ Response bodies and file contents are never logged: a partner's error page may r
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import posixpath
+import re
 import stat
 from collections.abc import Sequence
 from typing import Any
@@ -26,8 +28,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from partnerflow import warehouse
+from partnerflow.core import clock
 from partnerflow.core.config import Feed, HttpTransport, Partnership, SftpTransport
-from partnerflow.core.periods import Period, due_date
+from partnerflow.core.periods import Period, ascii_folded, due_date, schedule
+from partnerflow.notify import messages
+from partnerflow.notify.outbox import enqueue
 from partnerflow.transport.archives import ARCHIVE_RULES, ArchiveRefused, archive_kind, expand
 from partnerflow.transport.errors import TransportError
 from partnerflow.transport.http import PartnerApiReader
@@ -74,16 +79,11 @@ def fetch_sftp(eng: Engine, partnership: Partnership, feed: Feed) -> list[int]:
             log.warning("%s: ignored %d listed name(s) that are not plain file names", feed.id, len(refused))
         regex = name_regex(transport.pattern)
         for entry in entries:
-            reason = near_miss(entry.filename, regex) if safe_name(entry.filename) else None
+            if not safe_name(entry.filename) or not stat.S_ISREG(entry.st_mode or 0):
+                continue
+            reason = near_miss(entry.filename, regex)
             if reason:
-                log.warning(
-                    "%s: ignored %s, which looks like the feed's pattern %s but %s; ask the partner to send it "
-                    "again with the period in digits 0-9",
-                    feed.id,
-                    ascii(entry.filename),
-                    transport.pattern,
-                    reason,
-                )
+                _record_near_miss(eng, partnership, feed, entry.filename, reason)
         for remote in _complete(eng, feed, transport, listed, entries):
             with eng.connect() as conn:
                 if ledger.already_received(
@@ -96,6 +96,60 @@ def fetch_sftp(eng: Engine, partnership: Partnership, feed: Feed) -> list[int]:
         if transport.processed_directory:
             _tidy(eng, feed, session, listed)
     return new_ids
+
+
+def _record_near_miss(eng: Engine, partnership: Partnership, feed: Feed, name: str, reason: str) -> None:
+    """A file that nearly matches the feed's pattern: logged, recorded once as ignored, the partner told once."""
+    transport = feed.transport
+    assert isinstance(transport, SftpTransport)
+    period = _period_meant(partnership, feed, name)
+    expected = transport.pattern.replace("{period}", period.id)
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    message = messages.near_miss(
+        partnership, feed, period, source_name=name, reason=reason, expected_name=expected, name_digest=digest
+    )
+    with eng.begin() as conn:
+        new = ledger.record_ignored(
+            conn,
+            feed_id=feed.id,
+            period_id=period.id,
+            source_name=name,
+            reason=reason,
+            expected_name=expected,
+            notification_key=message.key,
+        )
+        if new:
+            enqueue(conn, message)
+    log.warning(
+        "%s: ignored %s, which looks like the feed's pattern %s but %s; expected %s (%s)",
+        feed.id,
+        ascii(name),
+        transport.pattern,
+        reason,
+        expected,
+        "recorded, the partner is told once" if new else "recorded before",
+    )
+
+
+def _period_meant(partnership: Partnership, feed: Feed, name: str) -> Period:
+    """The period a near-miss name seems meant for (a year and quarter in it), else the one being collected."""
+    sched = schedule(partnership, feed)
+    folded = ascii_folded(name).upper()
+    year = re.search(r"(20[0-9]{2})", folded)
+    number = re.search(
+        r"(?<![0-9])[QMT]?[-_ ]?([0-9]{1,2})(?![0-9])", folded.replace(year.group(1), "") if year else ""
+    )
+    if year and number:
+        letter = {"quarter": "Q", "month": "M", "term": "T"}.get(sched.kind, "Q")
+        try:
+            return sched.period(
+                f"{year.group(1)}{letter}{int(number.group(1)):02d}"
+                if letter == "M"
+                else f"{year.group(1)}{letter}{int(number.group(1))}"
+            )
+        except ValueError:
+            pass
+    return sched.collecting_period(clock.today())
 
 
 def move_to_processed(feed: Feed, file_ids: Sequence[int]) -> None:

@@ -233,8 +233,10 @@ def _feed(config: Any, feed_id: str) -> Feed:
     try:
         return config.feed(feed_id)
     except KeyError:
-        known = ", ".join(f.id for f in config.feeds)
-        raise DryRunError(f"no feed {feed_id!r} in the configuration; feeds: {known}") from None
+        from partnerflow.core.config import did_you_mean
+
+        known = [f.id for f in config.feeds]
+        raise DryRunError(f"no feed {feed_id!r} in the configuration{did_you_mean(feed_id, known)}") from None
 
 
 def _period(config: Any, feed: Feed, path: Path, given: str | None) -> Period:

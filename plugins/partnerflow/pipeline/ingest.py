@@ -92,7 +92,36 @@ def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = No
             if outcome.state == ledger.PUBLISHED and getattr(feed.transport, "processed_directory", None):
                 collect.move_to_processed(feed, [file_id])
             outcomes.append(outcome.as_dict())
+    with eng.connect() as conn:
+        for line in decision_lines(conn, outcomes):
+            log.info("%s", line)
     return outcomes
+
+
+def decision_lines(conn: Any, outcomes: list[dict[str, Any]]) -> list[str]:
+    """One line per file decided: its id, period, state and rule codes with row counts (never a value)."""
+    lines = []
+    for outcome in outcomes:
+        found = ledger.file_with_report(conn, outcome["file_id"])
+        failures = ((found.report if found else None) or {}).get("failures") or []
+        errors = _codes(f for f in failures if (f.get("severity") or "error") == "error")
+        warnings = _codes(f for f in failures if f.get("severity") == "warning")
+        line = f"{outcome['feed_id']}: file {outcome['file_id']} for {outcome['period_id']} is {outcome['state']}"
+        if outcome["state"] == ledger.PUBLISHED:
+            line += f", {outcome.get('rows', 0):,} rows"
+        if outcome["state"] == ledger.REJECTED and errors:
+            line += f": {errors}"
+        if warnings:
+            line += f" (warnings: {warnings})"
+        lines.append(line)
+    return lines
+
+
+def _codes(failures: Any) -> str:
+    return ", ".join(
+        f"{f.get('code')} × {int(f['failing_rows']):,}" if f.get("failing_rows") else str(f.get("code"))
+        for f in failures
+    )
 
 
 def volume_baseline(conn: Any, feed_id: str, dataset: Any, contracts_dir: Any = None) -> float | None:

@@ -66,16 +66,44 @@ def name_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(rf"^{glob}$")
 
 
+# Letters from other scripts that look like the Latin ones a file name uses (a partner's keyboard layout).
+LOOK_ALIKES = str.maketrans(
+    {
+        "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "х": "x", "у": "y", "і": "i", "ѕ": "s", "ј": "j",
+        "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C", "Т": "T",
+        "Х": "X", "ο": "o", "ν": "v", "Ο": "O", "Q": "Q",
+    }
+)  # fmt: skip
+LOOSE_PERIOD = (
+    r"(?P<period>[0-9]{2,4}[^A-Za-z0-9]{0,2}[A-Za-z]{0,3}[^A-Za-z0-9]{0,2}[0-9]{1,4}"
+    r"|[A-Za-z]{1,3}[^A-Za-z0-9]{0,2}[0-9]{1,2}[^A-Za-z0-9]{0,2}[0-9]{2,4})"
+)
+
+
 def near_miss(name: str, regex: re.Pattern[str]) -> str | None:
     """Why ``name``, which the feed's ``regex`` does not match, nearly matches it, or None if it doesn't.
 
     A name whose period is written in other digits (``icb_safeguarding_٢٠٢٦Q4.csv``, full-width
-    ``…_２０２７Q1.csv``) is never a period, but it is no stray file either: the partner meant it, and an
+    ``…_２０２７Q1.csv``), whose extension or letters are in another case (``.CSV``), that starts with a
+    ``-``, has a look-alike letter from another script, or writes the period another way (``2026-Q3``,
+    ``Q3_2026``) is never taken, but it is no stray file either: the partner meant it, and they and an
     operator should hear why it was left alone rather than see nothing happen.
     """
-    if regex.match(name) or not regex.match(ascii_folded(name)):
+    if regex.match(name):
         return None
-    return NOT_ASCII_REASON
+    if regex.match(ascii_folded(name)):
+        return NOT_ASCII_REASON
+    if regex.match(name.lstrip("-_ ")):
+        return "the name starts with '-' or a space"
+    if regex.match(name.translate(LOOK_ALIKES)):
+        return "the name has a letter from another alphabet that only looks like a Latin one"
+    insensitive = re.compile(regex.pattern, re.IGNORECASE)
+    if insensitive.match(name):
+        return "the name is in a different case from the one agreed (for example an upper-case extension)"
+    loose = re.compile(regex.pattern.replace(PERIOD_PATTERN, LOOSE_PERIOD), re.IGNORECASE)
+    if loose.match(name.lstrip("-_ ").translate(LOOK_ALIKES)):
+        return "the period is not written the agreed way (like 2026Q3)"
+    return None
 
 
 def safe_name(name: object) -> bool:

@@ -300,3 +300,117 @@ def _event(conn: Connection, file_id: int, state: str, reason: str | None) -> No
         sa.text("INSERT INTO ops.file_events (file_id, state, reason, at) VALUES (:i, :s, :r, :at)"),
         {"i": file_id, "s": state, "r": reason, "at": clock.now()},
     )
+
+
+# --- what the cockpit reads: a slice's files, a file's history, near-miss uploads ----------------------
+
+
+IGNORED = "ignored"
+
+
+@dataclass(frozen=True)
+class SliceFile:
+    """One file of a feed x period with its stored, value-free validation report (None if not checked)."""
+
+    id: int
+    feed_id: str
+    period_id: str
+    source_name: str
+    state: str
+    state_reason: str | None
+    received_at: dt.datetime
+    state_at: dt.datetime
+    row_count: int | None
+    report: dict[str, Any] | None
+
+
+_SLICE_FILES = """
+    SELECT r.id, r.feed_id, r.period_id, r.source_name, r.state, r.state_reason, r.received_at, r.state_at,
+           r.row_count, v.report
+    FROM ops.received_files r LEFT JOIN ops.validation_reports v ON v.file_id = r.id
+"""
+
+
+def slice_files(conn: Connection) -> dict[tuple[str, str], list[SliceFile]]:
+    """Every file, by feed x period, oldest first, each with its validation report."""
+    found: dict[tuple[str, str], list[SliceFile]] = {}
+    for row in conn.execute(sa.text(_SLICE_FILES + " ORDER BY r.id")):
+        found.setdefault((row.feed_id, row.period_id), []).append(SliceFile(*row))
+    return found
+
+
+def file_with_report(conn: Connection, file_id: int) -> SliceFile | None:
+    """One file and its validation report; None when there is no such file."""
+    row = conn.execute(sa.text(_SLICE_FILES + " WHERE r.id = :i"), {"i": file_id}).first()
+    return SliceFile(*row) if row else None
+
+
+@dataclass(frozen=True)
+class FileEvent:
+    state: str
+    reason: str | None
+    at: dt.datetime
+
+
+def history(conn: Connection, file_id: int) -> list[FileEvent]:
+    """A file's ledger history (``ops.file_events``), oldest first."""
+    rows = conn.execute(
+        sa.text("SELECT state, reason, at FROM ops.file_events WHERE file_id = :i ORDER BY at, id"), {"i": file_id}
+    )
+    return [FileEvent(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class IgnoredFile:
+    """A near-miss upload: left alone in the partner's drop, recorded once with the reason."""
+
+    feed_id: str
+    period_id: str
+    source_name: str
+    reason: str
+    expected_name: str
+    seen_at: dt.datetime
+
+
+def record_ignored(
+    conn: Connection,
+    *,
+    feed_id: str,
+    period_id: str,
+    source_name: str,
+    reason: str,
+    expected_name: str,
+    notification_key: str,
+) -> bool:
+    """Record a near-miss upload once per feed and name; True when it is new (tell the partner then)."""
+    inserted = conn.execute(
+        sa.text(
+            "INSERT INTO ops.ignored_files (feed_id, period_id, source_name, reason, expected_name, seen_at,"
+            " notification_key) VALUES (:f, :p, :n, :r, :e, :at, :k) ON CONFLICT (feed_id, source_name) DO NOTHING"
+            " RETURNING id"
+        ),
+        {
+            "f": feed_id,
+            "p": period_id,
+            "n": source_name,
+            "r": reason,
+            "e": expected_name,
+            "at": clock.now(),
+            "k": notification_key,
+        },
+    ).first()
+    return inserted is not None
+
+
+def ignored_files(conn: Connection) -> dict[tuple[str, str], list[IgnoredFile]]:
+    """Every near-miss upload recorded, by feed x period, oldest first."""
+    found: dict[tuple[str, str], list[IgnoredFile]] = {}
+    rows = conn.execute(
+        sa.text(
+            "SELECT feed_id, period_id, source_name, reason, expected_name, seen_at FROM ops.ignored_files"
+            " ORDER BY seen_at, id"
+        )
+    )
+    for row in rows:
+        found.setdefault((row.feed_id, row.period_id), []).append(IgnoredFile(*row))
+    return found
