@@ -1,7 +1,8 @@
 """A real SSH/SFTP server (asyncssh) that stands in for a partner's SFTP drop.
 
-It serves one directory as the filesystem root, authenticates clients by public key only, and can be
-told at runtime to misbehave the way real servers do, so that transport-fault handling can be tested.
+It serves one directory as the filesystem root, authenticates clients by public key (and, when
+``faults.password`` is set, by password), and can be told at runtime to misbehave the way real servers do
+(hang, stall, drop, offer only some ciphers), so that transport-fault handling can be tested.
 
 Pitfalls:
     - The chroot is enforced on resolved paths: `..` is normalised inside the root, and a path whose
@@ -129,12 +130,18 @@ class SftpFaults:
     extra_names: list[str] = field(default_factory=list)
     """Names to add to every directory listing as regular files that don't exist (``../x``, ``/etc/x``):
     what a hostile or broken server might list."""
+    password: str | None = None
+    """Accept password logins with this password (as well as keys); None: keys only, as by default."""
+    ciphers: list[str] | None = None
+    """Offer only these ciphers to new connections (e.g. ``["aes256-ctr"]``, a ctr-only server); None: all."""
 
     def reset(self) -> None:
         self.drop_after_bytes = None
         self.hang = False
         self.stall_reads = False
         self.extra_names = []
+        self.password = None
+        self.ciphers = None
 
 
 class SftpServer(Service):
@@ -242,6 +249,7 @@ class SftpServer(Service):
             loop.create_task(self._serve(client))
 
     async def _serve(self, client: socket.socket) -> None:
+        ciphers = {"encryption_algs": list(self.faults.ciphers)} if self.faults.ciphers else {}
         with contextlib.suppress(asyncssh.Error, OSError):
             await asyncssh.run_server(
                 client,
@@ -250,6 +258,7 @@ class SftpServer(Service):
                 sftp_factory=lambda channel: _ChrootedSftp(channel, server=self),
                 allow_scp=False,
                 login_timeout=30,
+                **ciphers,
             )
 
     async def _shut_down(self) -> None:
@@ -292,7 +301,11 @@ class _KeyOnlyServer(asyncssh.SSHServer):
         return True
 
     def password_auth_supported(self) -> bool:
-        return False
+        return self._owner.faults.password is not None
+
+    def validate_password(self, username: str, password: str) -> bool:
+        expected = self._owner.faults.password
+        return expected is not None and username == CLIENT_LOGIN and password == expected
 
     def kbdint_auth_supported(self) -> bool:
         return False

@@ -24,7 +24,7 @@ from airflow.sdk.definitions.asset import AssetBooleanCondition
 from airflow.sdk.definitions.timetables.assets import AssetTriggeredTimetable
 
 from partnerflow.airflow import dags
-from partnerflow.airflow.callbacks import OutboxFailureAlert
+from partnerflow.airflow.callbacks import OutboxFailureAlert, fails_at_once_when_terminal
 from partnerflow.core.config import HttpTransport, Partnership, SftpTransport, partnership
 from partnerflow.transport.arrival import SftpArrivalTrigger
 
@@ -128,6 +128,18 @@ def test_every_task_retries_with_exponential_backoff(dagbag: DagBag) -> None:
                 problems.append(f"{where}: no exponential backoff")
             if task.max_retry_delay is None:
                 problems.append(f"{where}: backoff without a ceiling (max_retry_delay)")
+    assert problems == []
+
+
+def test_every_task_fails_at_once_when_someone_must_act(dagbag: DagBag) -> None:
+    """Each task's callable sits behind the boundary that turns a TerminalError into AirflowFailException."""
+    boundary = fails_at_once_when_terminal(lambda: None).__code__
+    problems = [
+        f"{dag_id}.{task.task_id}"
+        for dag_id, dag in dagbag.dags.items()
+        for task in dag.tasks
+        if getattr(getattr(task, "python_callable", None), "__code__", None) is not boundary
+    ]
     assert problems == []
 
 

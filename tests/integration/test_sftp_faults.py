@@ -14,13 +14,17 @@ import json
 import os
 import time
 import zipfile
+from pathlib import Path
 
+import asyncssh
 import pytest
 
+from partnerflow.core.errors import TerminalError, TransientError
 from partnerflow.core.periods import Period
 from partnerflow.pipeline import ingest
 from partnerflow.transport.arrival import ArrivalWatch, Listed, SftpArrivalTrigger
 from partnerflow.transport.errors import TransportError, TransportRefused
+from partnerflow.transport.pinning import HostKeyNotPinned
 from partnerflow_dev.sftp_server import ensure_keys
 from partnerflow_dev.synthetic import referrals_csv
 from tests.integration.transport_stack import (
@@ -58,32 +62,111 @@ def _landing_files(stack) -> list[str]:
 # --- who we talk to -------------------------------------------------------------------------------
 
 
-def test_unknown_host_key_is_refused_before_logging_in(stack, demo_config, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_PARTNERFLOW_SFTP_COUNCIL", _connection(stack))  # no host_key pinned
-    upload(stack, demo_config.feed(SFTP_FEED), NAME, referrals_csv(PERIOD, seed=1, n=20))
-    with pytest.raises(TransportRefused, match="host key is unknown"):
+def _password_connection(stack, password: str, **extra) -> str:
+    """The dev connection logging in by password only (no key), host key pinned."""
+    connection = json.loads(os.environ["AIRFLOW_CONN_PARTNERFLOW_SFTP_COUNCIL"])
+    connection["password"] = password
+    connection["extra"] = {k: v for k, v in connection["extra"].items() if k != "key_file"} | extra
+    return json.dumps(connection)
+
+
+def _refused(demo_config, match: str) -> TransportRefused:
+    """Fetching fails with a terminal refusal whose message matches; nothing is recorded."""
+    with pytest.raises(TransportRefused, match=match) as refused:
         ingest.fetch(SFTP_FEED, config=demo_config)
-    assert stack.sftp.auth_attempts == 0
+    assert isinstance(refused.value, TerminalError)  # no retries: someone must act
     assert ledger_rows(SFTP_FEED) == []
+    return refused.value
+
+
+def test_unpinned_connection_is_refused_before_connecting_even_if_known_hosts_vouches(stack, demo_config, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_PARTNERFLOW_SFTP_COUNCIL", _connection(stack))  # no host_key pinned
+    known_hosts = Path(os.environ["HOME"], ".ssh", "known_hosts")
+    known_hosts.parent.mkdir(exist_ok=True)
+    known_hosts.write_text(f"[127.0.0.1]:{stack.sftp.port} {stack.keys.host_key_line}\n")  # the right key
+    upload(stack, demo_config.feed(SFTP_FEED), NAME, referrals_csv(PERIOD, seed=1, n=20))
+    refused = _refused(demo_config, "does not pin the server's host key")
+    assert isinstance(refused, HostKeyNotPinned)
+    assert "ssh-keyscan -t ed25519" in str(refused) and "host_key" in str(refused)
+    assert stack.sftp.auth_attempts == 0
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"no_host_key_check": "true"},
+        {"no_host_key_check": True},
+        {"no_host_key_check": "True", "host_key": "pinned"},
+        {"allow_host_key_change": "true", "host_key": "pinned"},
+    ],
+    ids=["string", "json-true", "with-a-pin", "allow-change"],
+)
+def test_a_connection_that_switches_the_check_off_is_refused_before_connecting(stack, demo_config, monkeypatch, extra):
+    extra = {k: (stack.keys.host_key_line if v == "pinned" else v) for k, v in extra.items()}
+    monkeypatch.setenv("AIRFLOW_CONN_PARTNERFLOW_SFTP_COUNCIL", _connection(stack, **extra))
+    upload(stack, demo_config.feed(SFTP_FEED), NAME, referrals_csv(PERIOD, seed=1, n=20))
+    refused = _refused(demo_config, "switches the host-key check off")
+    assert "ssh-keyscan" in str(refused)
+    assert stack.sftp.auth_attempts == 0
+
+
+def test_known_hosts_never_overrides_the_pin(stack, demo_config, tmp_path):
+    """paramiko prefers ~/.ssh/known_hosts to the pin; partnerflow's client reads only the pin."""
+    other = ensure_keys(tmp_path / "other-server")
+    known_hosts = Path(os.environ["HOME"], ".ssh", "known_hosts")
+    known_hosts.parent.mkdir(exist_ok=True)
+    known_hosts.write_text(f"[127.0.0.1]:{stack.sftp.port} {other.host_key_line}\n")  # a wrong key
+    upload(stack, demo_config.feed(SFTP_FEED), NAME, referrals_csv(PERIOD, seed=1, n=20))
+    assert [o["state"] for o in _run(demo_config)] == ["published"]
 
 
 def test_changed_host_key_is_refused_before_logging_in(stack, demo_config, monkeypatch, tmp_path):
     other = ensure_keys(tmp_path / "other-server")
     monkeypatch.setenv("AIRFLOW_CONN_PARTNERFLOW_SFTP_COUNCIL", _connection(stack, host_key=other.host_key_line))
     upload(stack, demo_config.feed(SFTP_FEED), NAME, referrals_csv(PERIOD, seed=1, n=20))
-    with pytest.raises(TransportRefused, match="not the pinned one"):
-        ingest.fetch(SFTP_FEED, config=demo_config)
+    _refused(demo_config, "not the pinned one \\(it changed\\)")
     assert stack.sftp.auth_attempts == 0
-    assert ledger_rows(SFTP_FEED) == []
+
+
+def test_host_key_of_another_type_than_the_pin_is_unknown(stack, demo_config, monkeypatch):
+    ecdsa = asyncssh.generate_private_key("ecdsa-sha2-nistp256").export_public_key("openssh").decode()
+    pin = " ".join(ecdsa.split()[:2])
+    monkeypatch.setenv("AIRFLOW_CONN_PARTNERFLOW_SFTP_COUNCIL", _connection(stack, host_key=pin))
+    refused = _refused(demo_config, "host key is unknown: it offered a ssh-ed25519 key and the pin is a ecdsa")
+    assert "ssh-keyscan" in str(refused)
+    assert stack.sftp.auth_attempts == 0
 
 
 def test_revoked_client_key_is_refused(stack, demo_config):
     stack.keys.authorized_keys.write_text("")
     upload(stack, demo_config.feed(SFTP_FEED), NAME, referrals_csv(PERIOD, seed=1, n=20))
-    with pytest.raises(TransportRefused, match="refused our key"):
-        ingest.fetch(SFTP_FEED, config=demo_config)
+    refused = _refused(demo_config, "the server refused our key \\(revoked or not installed")
+    assert "password" not in str(refused)
     assert stack.sftp.auth_attempts > 0
-    assert ledger_rows(SFTP_FEED) == []
+
+
+def test_wrong_password_is_reported_as_a_refused_password(stack, demo_config, monkeypatch):
+    stack.sftp.faults.password = "the-right-one"
+    monkeypatch.setenv("AIRFLOW_CONN_PARTNERFLOW_SFTP_COUNCIL", _password_connection(stack, "a-wrong-one"))
+    refused = _refused(demo_config, "the server refused the password")
+    assert "key" not in str(refused).split(":", 2)[-1].split(";")[0]  # the cause names the password only
+    assert "a-wrong-one" not in str(refused)
+
+    monkeypatch.setenv("AIRFLOW_CONN_PARTNERFLOW_SFTP_COUNCIL", _password_connection(stack, "the-right-one"))
+    upload(stack, demo_config.feed(SFTP_FEED), NAME, referrals_csv(PERIOD, seed=1, n=20))
+    assert [o["state"] for o in _run(demo_config)] == ["published"]  # the same path works with the right one
+
+
+def test_password_to_a_server_that_takes_keys_only_says_so(stack, demo_config, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_PARTNERFLOW_SFTP_COUNCIL", _password_connection(stack, "any"))
+    _refused(demo_config, "does not accept logins by a password \\(it allows: publickey\\)")
+
+
+def test_no_shared_cipher_fails_at_once_and_says_so(stack, demo_config):
+    stack.sftp.faults.ciphers = ["aes256-ctr"]  # a ctr-only server; the connection disables ctr (GCM advice)
+    refused = _refused(demo_config, "share no cipher")
+    assert "handshake within" not in str(refused)
+    assert stack.sftp.auth_attempts == 0
 
 
 # --- the transfer ---------------------------------------------------------------------------------
@@ -105,8 +188,9 @@ def test_connection_dropped_mid_download_records_nothing_and_the_next_run_takes_
 def test_server_that_accepts_and_hangs_fails_within_the_connect_timeout(stack, demo_config):
     config = with_transport(demo_config, SFTP_FEED, connect_timeout_seconds=2)
     stack.sftp.faults.hang = True
-    with pytest.raises(TransportError, match="did not complete the SSH handshake within 2s"):
+    with pytest.raises(TransportError, match="did not complete the SSH handshake within 2s") as failed:
         ingest.fetch(SFTP_FEED, config=config)
+    assert isinstance(failed.value, TransientError)  # the retries with backoff apply
     assert ledger_rows(SFTP_FEED) == []
 
 
@@ -372,3 +456,25 @@ def test_arrival_watch_follows_each_completeness_rule():
     assert stable.arrivals(listing(("r_2026Q3.csv", 9, 112.0)), now=120) == []  # grew
     assert stable.arrivals(listing(("r_2026Q3.csv", 9, 112.0)), now=130) == []  # too young
     assert stable.arrivals(listing(("r_2026Q3.csv", 9, 112.0)), now=150) == ["r_2026Q3.csv"]
+
+
+def test_arrival_trigger_never_connects_without_a_pin(stack, demo_config, monkeypatch):
+    feed = demo_config.feed(SFTP_FEED)
+    trigger = SftpArrivalTrigger(
+        sftp_conn_id=feed.transport.connection, directory=feed.transport.directory, pattern=feed.transport.pattern
+    )
+    upload(stack, feed, NAME, b"a,b\n1,2\n")
+    for extra in ({}, {"no_host_key_check": "true"}, {"known_hosts": "none"}):
+        monkeypatch.setenv("AIRFLOW_CONN_PARTNERFLOW_SFTP_COUNCIL", _connection(stack, **extra))
+        with pytest.raises(HostKeyNotPinned, match="ssh-keyscan"):
+            asyncio.run(trigger.listing())
+    assert stack.sftp.auth_attempts == 0
+
+    other = ensure_keys(stack.var / "other-server")
+    monkeypatch.setenv("AIRFLOW_CONN_PARTNERFLOW_SFTP_COUNCIL", _connection(stack, host_key=other.host_key_line))
+    with pytest.raises(Exception, match="(?i)host key"):
+        asyncio.run(trigger.listing())  # a changed key: asyncssh refuses it before logging in
+    assert stack.sftp.auth_attempts == 0
+
+    monkeypatch.setenv("AIRFLOW_CONN_PARTNERFLOW_SFTP_COUNCIL", _connection(stack, host_key=stack.keys.host_key_line))
+    assert NAME in [e.name for e in asyncio.run(trigger.listing())]  # the pinned key: listed

@@ -8,19 +8,59 @@ outbox at once; if SendGrid itself is failing, the sender's fallback route (SMTP
 Airflow's ``email_on_failure`` bypasses any configured email backend in Airflow 3, so these are notifiers
 (task-level callbacks, run in the task's own process) that write to partnerflow's outbox.
 
+A task that raised a ``TerminalError`` (someone must act: a host key, a credential, a contract, the
+configuration) fails at once without retries: the DAGs' tasks convert it at their boundary
+(``fails_at_once_when_terminal``) into ``SomeoneMustAct``, Airflow's ``AirflowFailException``, and the alert
+then says "someone must act" with the cause. Transient errors keep the retries with backoff.
+
 The period of an incident is the run's ``period`` (conf), else the collecting period of its ``as_of``
 (conf) or of today.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from airflow.sdk import BaseNotifier
+from airflow.sdk.exceptions import AirflowFailException
+
+from partnerflow.core.errors import TerminalError
+
+F = TypeVar("F", bound=Callable[..., Any])
+CAUSE_LIMIT = 1000
 
 log = logging.getLogger(__name__)
+
+
+class SomeoneMustAct(AirflowFailException):
+    """A terminal failure at a task's boundary: Airflow fails the task at once, without its retries.
+
+    ``cause`` is the partnerflow error's message (written by partnerflow, with names and paths, never
+    personal data), kept for the alert.
+    """
+
+    def __init__(self, error: TerminalError):
+        self.cause = " ".join(str(error).split())[:CAUSE_LIMIT] or type(error).__name__
+        self.kind = type(error).__name__
+        super().__init__(f"someone must act: {self.cause}")
+
+
+def fails_at_once_when_terminal(function: F) -> F:
+    """Wrap a task's callable: a ``TerminalError`` becomes ``SomeoneMustAct`` (no retries); anything else
+    (transient errors, bugs) goes on to Airflow's retries with backoff unchanged."""
+
+    @functools.wraps(function)
+    def task_boundary(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except TerminalError as error:
+            raise SomeoneMustAct(error) from error
+
+    return task_boundary  # type: ignore[return-value]
 
 
 class OutboxFailureAlert(BaseNotifier):
@@ -36,6 +76,9 @@ class OutboxFailureAlert(BaseNotifier):
 
         ti = context["ti"]
         dag_run = context["dag_run"]
+        exception = context.get("exception")
+        must_act = exception.cause if isinstance(exception, SomeoneMustAct) else None
+        error = exception.kind if isinstance(exception, SomeoneMustAct) else type(exception).__name__
         try:
             config = partnership()
             eng = warehouse.engine()
@@ -45,8 +88,9 @@ class OutboxFailureAlert(BaseNotifier):
                 dag_id=ti.dag_id,
                 task_id=ti.task_id,
                 period_id=incident_period(dag_run.conf, config),
-                error=type(context.get("exception")).__name__ if context.get("exception") else "no error recorded",
+                error=error if exception else "no error recorded",
                 run_url=run_url(ti.dag_id, dag_run.run_id),
+                must_act=must_act,
             )
             if key:
                 send_pending(eng)

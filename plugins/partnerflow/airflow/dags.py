@@ -16,7 +16,7 @@ from typing import Any
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from partnerflow.airflow.callbacks import OutboxFailureAlert, OutboxRecoveryNotice
+from partnerflow.airflow.callbacks import OutboxFailureAlert, OutboxRecoveryNotice, fails_at_once_when_terminal
 from partnerflow.core.config import Feed, Partnership, SftpTransport, partnership
 from partnerflow.transport.arrival import SftpArrivalTrigger
 
@@ -27,6 +27,8 @@ DIGEST_CRON = "0 8 * * 1"
 
 
 def default_args() -> dict[str, Any]:
+    """Every task: retries with backoff for what may pass (``TransientError``, anything unexpected); a
+    ``TerminalError`` skips them (``fails_at_once_when_terminal`` on each task)."""
     return {
         "owner": OWNER,
         "retries": 3,
@@ -64,6 +66,7 @@ def arrival_asset(feed: Feed) -> Asset:
 
 
 @task(task_id="send_notifications", trigger_rule="all_done", retries=1)
+@fails_at_once_when_terminal
 def send_notifications() -> dict[str, int]:
     """Drain the outbox: whatever the run decided is told to people now (and by any later run if this fails)."""
     from partnerflow import warehouse
@@ -101,18 +104,21 @@ def ingest_dag(config: Partnership, feed: Feed) -> DAG:
     ) as dag:
 
         @task(task_id="fetch")
+        @fails_at_once_when_terminal
         def fetch(**context) -> list[int]:
             from partnerflow.pipeline import ingest
 
             return ingest.fetch(feed.id, period_id=context["params"].get("period"))
 
         @task(task_id="decide")
+        @fails_at_once_when_terminal
         def decide(file_ids: list[int]) -> list[dict[str, Any]]:
             from partnerflow.pipeline import ingest
 
             return ingest.decide(feed.id, file_ids)
 
         @task(task_id="announce", outlets=[publishes])
+        @fails_at_once_when_terminal
         def announce(outcomes: list[dict[str, Any]], *, outlet_events=None) -> None:
             published = [o for o in outcomes if o["state"] == "published"]
             if not published:
@@ -143,6 +149,7 @@ def deadlines_dag(config: Partnership) -> DAG:
     ) as dag:
 
         @task(task_id="run_ladder")
+        @fails_at_once_when_terminal
         def run_ladder(**context) -> int:
             from partnerflow import warehouse
             from partnerflow.chasing import ladder
@@ -168,6 +175,7 @@ def weekly_digest_dag(config: Partnership) -> DAG:
     ) as dag:
 
         @task(task_id="build_digest")
+        @fails_at_once_when_terminal
         def build_digest(**context) -> str | None:
             from partnerflow import warehouse
             from partnerflow.chasing import digest
@@ -215,6 +223,7 @@ def board_pack_dag(config: Partnership) -> DAG:
     ) as dag:
 
         @task(task_id="build")
+        @fails_at_once_when_terminal
         def build(**context) -> dict[str, Any]:
             from partnerflow import warehouse
             from partnerflow.core import clock
@@ -237,6 +246,7 @@ def board_pack_dag(config: Partnership) -> DAG:
             return {"period": period.id, "record_id": prepared.record.id, "version": prepared.record.version}
 
         @task(task_id="prebrief")
+        @fails_at_once_when_terminal
         def prebrief(draft: dict[str, Any]) -> int:
             from partnerflow import warehouse
             from partnerflow.report.prebrief import send_prebriefs
@@ -244,6 +254,7 @@ def board_pack_dag(config: Partnership) -> DAG:
             return len(send_prebriefs(warehouse.engine(), partnership(), draft["record_id"]).queued)
 
         @task.sensor(task_id="wait_for_approval", poke_interval=poke_seconds, timeout=wait_limit, mode="reschedule")
+        @fails_at_once_when_terminal
         def wait_for_approval(draft: dict[str, Any]) -> PokeReturnValue:
             from partnerflow import warehouse
             from partnerflow.report.approval import check_ready
@@ -257,6 +268,7 @@ def board_pack_dag(config: Partnership) -> DAG:
             return PokeReturnValue(readiness.done, {"state": readiness.state, "reason": readiness.reason})
 
         @task(task_id="distribute")
+        @fails_at_once_when_terminal
         def distribute(draft: dict[str, Any], readiness: dict[str, str]) -> dict[str, Any]:
             from partnerflow import warehouse
             from partnerflow.report import distribution

@@ -211,7 +211,35 @@ def _check_config(args) -> int:
         f"{path}: OK — {config.short_name}: {len(config.partners)} partners, {len(config.feeds)} feeds, "
         f"{len(config.kpis)} KPIs"
     )
-    return 0
+    problems = _check_sftp_connections(config)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _check_sftp_connections(config) -> list[str]:
+    """Every SFTP feed's Airflow connection set in the environment (``AIRFLOW_CONN_<ID>``, JSON or URI)
+    must pin the server's host key; the problems found (connections elsewhere are checked when used)."""
+    from partnerflow.core.config import SftpTransport
+    from partnerflow.transport.pinning import HOW_TO_PIN, connection_extra_from_env, pin_problem
+
+    problems = []
+    for conn_id in sorted({f.transport.connection for f in config.feeds if isinstance(f.transport, SftpTransport)}):
+        feeds = ", ".join(f.id for f in config.feeds if getattr(f.transport, "connection", None) == conn_id)
+        variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+        value = os.environ.get(variable)
+        if value is None:
+            print(f"SFTP connection {conn_id} ({feeds}): not in the environment; its host key is checked when used")
+            continue
+        try:
+            problem = pin_problem(connection_extra_from_env(value))
+        except ValueError:
+            problem = f"{variable} is neither a JSON connection nor a connection URI"
+        if problem:
+            problems.append(f"SFTP connection {conn_id} ({feeds}) would be refused: {problem}. {HOW_TO_PIN}")
+        else:
+            print(f"SFTP connection {conn_id} ({feeds}): host key pinned")
+    return problems
 
 
 def _migrate(args) -> int:

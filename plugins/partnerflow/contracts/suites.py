@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from partnerflow.core.errors import TerminalError
 from partnerflow.core.paths import repo_path
 
 if TYPE_CHECKING:
@@ -98,11 +99,13 @@ RESULT_FORMAT = {
 }
 
 
-class ContractError(Exception):
-    """A contract file is missing, malformed, or holds a rule GX does not understand: it is refused."""
+class ContractError(TerminalError):
+    """A contract file is missing, malformed, or holds a rule GX does not understand: it is refused.
+
+    Terminal: an engineer must correct the contract; retrying reads the same file."""
 
 
-class ContractConfigurationError(Exception):
+class ContractConfigurationError(TerminalError):
     """GX could not evaluate the contract against the staged table (wrong column type, missing table...).
 
     An engineer's problem, never reported to the partner as a failure of their file.

@@ -16,14 +16,17 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from partnerflow.core.errors import TerminalError
 from partnerflow.core.paths import repo_path
 
 IDENTIFIER = r"^[a-z][a-z0-9_]*$"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-class ConfigError(Exception):
-    """The configuration file is missing, unreadable or invalid; the message names file and key path."""
+class ConfigError(TerminalError):
+    """The configuration file is missing, unreadable or invalid; the message names file and key path.
+
+    Terminal: retrying reads the same file; someone must correct it."""
 
 
 class _Model(BaseModel):

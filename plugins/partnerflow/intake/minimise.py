@@ -13,6 +13,8 @@ import os
 import re
 from collections.abc import Callable
 
+from partnerflow.core.errors import TerminalError
+
 KEY_ENV = "PARTNERFLOW_PSEUDONYM_KEY"
 MIN_KEY_BYTES = 32
 POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)\s*([0-9])[A-Z]{2}$")
@@ -22,7 +24,7 @@ class MinimisationError(ValueError):
     """A value could not be minimised; intake fails closed and loads nothing of the file."""
 
 
-class PseudonymKeyMissing(RuntimeError):
+class PseudonymKeyMissing(TerminalError):
     """No pseudonymisation key is configured: nothing may be loaded."""
 
 

@@ -140,14 +140,24 @@ def dag_task_failed(
     period_id: str,
     error: str,
     run_url: str,
+    must_act: str | None = None,
 ) -> str | None:
-    """A task of ``dag_id`` failed after its retries: record it and, unless in the cool-down, put an alert to
-    the engineers (cc the officer) in the outbox. Returns the alert's key when one was enqueued.
+    """A task of ``dag_id`` failed after its retries, or at once when someone must act (``must_act``: the
+    cause of a terminal failure): record it and, unless in the cool-down, put an alert to the engineers (cc
+    the officer) in the outbox. Returns the alert's key when one was enqueued.
 
     ``error`` is the kind of error (an exception class name), never its message: that may carry values.
+    ``must_act`` is the message of a partnerflow ``TerminalError``, which names things (a connection, a
+    file, a setting), never personal data.
     """
     cooldown = dt.timedelta(hours=partnership.notifications.incidents.cooldown_hours)
-    detail = f"The task {task_id} failed after all its retries ({error})."
+    if must_act:
+        detail = (
+            f"Someone must act: {must_act} The task {task_id} failed at once, without retries: retrying "
+            f"cannot help ({error})."
+        )
+    else:
+        detail = f"The task {task_id} failed after all its retries ({error})."
     with engine.begin() as conn:
         failure = record_failure(
             conn, name=dag_id, period_id=period_id, part=task_id, detail=detail, now=clock.now(), cooldown=cooldown
@@ -168,6 +178,7 @@ def dag_task_failed(
             failures=incident.failures,
             run_url=run_url,
             cooldown_hours=partnership.notifications.incidents.cooldown_hours,
+            must_act=must_act,
         )
         enqueue(conn, message)
     log.error("%s failed at %s for %s: alert %s enqueued", dag_id, task_id, period_id, message.key)

@@ -342,13 +342,16 @@ def incident_alert(
     failures: int,
     run_url: str,
     cooldown_hours: float,
+    must_act: str | None = None,
 ) -> Message:
     """To the engineers, cc the officer: a DAG is failing for a period (first alert, or still failing after
-    the cool-down). ``detail`` names the task and the kind of error only."""
+    the cool-down). ``detail`` names the task and the kind of error only; ``must_act`` is the cause of a
+    terminal failure (no retries: someone must act), from a partnerflow error's message."""
     period_text = _period_text(period_id)
     again = alert_number > 1
     subject = f"{partnership.short_name}: {name} {'still failing' if again else 'failing'}"
     subject += f" for {period_text}" if period_text else ""
+    subject += ": someone must act" if must_act else ""
     return _build(
         partnership,
         kind=INCIDENT,
@@ -369,6 +372,7 @@ def incident_alert(
             "failures": failures,
             "run_url": run_url,
             "cooldown_hours": cooldown_hours,
+            "must_act": must_act,
         },
     )
 

@@ -67,6 +67,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from partnerflow.core.config import Notifications, Partnership
 from partnerflow.core.config import partnership as configured_partnership
+from partnerflow.core.errors import TerminalError
 from partnerflow.notify.messages import unique_addresses
 from partnerflow.notify.outbox import Message, message_from_row
 
@@ -78,12 +79,14 @@ MAX_RECIPIENTS_PER_REQUEST = 1000
 _REASON_MAX = 500
 
 
-class SenderNotConfigured(RuntimeError):
-    """PARTNERFLOW_SENDGRID_API_KEY is not set."""
+class SenderNotConfigured(TerminalError):
+    """PARTNERFLOW_SENDGRID_API_KEY is not set: someone must set it."""
 
 
-class SendgridCredentialsRejected(RuntimeError):
-    """SendGrid answered 401 or 403: the API key is missing, wrong or lacks the mail.send permission."""
+class SendgridCredentialsRejected(TerminalError):
+    """SendGrid answered 401 or 403: the API key is missing, wrong or lacks the mail.send permission.
+
+    Terminal: retrying sends the same key; someone must replace it."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -196,11 +196,11 @@ def _run(args: argparse.Namespace) -> int:
                 volume_baseline=baseline,
                 contracts_dir=args.contracts,
             )
+    except (suites.ContractError, suites.ContractConfigurationError) as exc:  # terminal too: caught first
+        print(f"partnerflow validate: the contract, not the file, needs fixing: {exc}", file=sys.stderr)
+        return ENGINEER_PROBLEM
     except (DryRunError, ConfigError, TerminalError) as exc:
         print(f"partnerflow validate: {exc}", file=sys.stderr)
-        return ENGINEER_PROBLEM
-    except (suites.ContractError, suites.ContractConfigurationError) as exc:
-        print(f"partnerflow validate: the contract, not the file, needs fixing: {exc}", file=sys.stderr)
         return ENGINEER_PROBLEM
     except OperationalError:
         # Not the exception's text: it can hold the connection URL and its password.

@@ -109,27 +109,61 @@ class SftpArrivalTrigger(BaseEventTrigger):
             },
         )
 
+    async def listing(self, hook: Any | None = None) -> list[Listed]:
+        """One listing of the drop, through a hook that connects only with the pinned host key.
+
+        Raises ``HostKeyNotPinned`` (before connecting) when the connection does not pin the key.
+        """
+        hook = hook or pinned_async_hook(self.sftp_conn_id)
+        entries = await hook.read_directory(self.directory) or []
+        return [
+            Listed(
+                name=str(entry.filename),
+                regular=stat.S_ISREG(entry.attrs.permissions or 0),
+                size=entry.attrs.size or 0,
+                mtime=float(entry.attrs.mtime or 0),
+            )
+            for entry in entries
+        ]
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow.providers.sftp.hooks.sftp import SFTPHookAsync
+        from partnerflow.transport.errors import TransportRefused
 
         watch = ArrivalWatch(pattern=self.pattern, completeness=self.completeness, min_age_seconds=self.min_age_seconds)
-        hook = SFTPHookAsync(sftp_conn_id=self.sftp_conn_id)
+        hook = pinned_async_hook(self.sftp_conn_id)
+        refused: str | None = None
         while True:
             try:
-                entries = await hook.read_directory(self.directory) or []
+                listing = await self.listing(hook)
+                refused = None
+            except TransportRefused as exc:  # someone must act; said once per cause, then checked each poll
+                if str(exc) != refused:
+                    self.log.error("%s", exc)
+                refused, listing = str(exc), []
             except Exception as exc:  # a partner's server being down must not kill the watcher
                 self.log.warning("cannot list %s on %s: %s", self.directory, self.sftp_conn_id, type(exc).__name__)
-                entries = []
-            listing = [
-                Listed(
-                    name=str(entry.filename),
-                    regular=stat.S_ISREG(entry.attrs.permissions or 0),
-                    size=entry.attrs.size or 0,
-                    mtime=float(entry.attrs.mtime or 0),
-                )
-                for entry in entries
-            ]
+                listing = []
             arrived = watch.arrivals(listing, now=time.time())
             if arrived:
                 yield TriggerEvent({"directory": self.directory, "files": arrived})
             await asyncio.sleep(self.poll_seconds)
+
+
+def pinned_async_hook(conn_id: str) -> Any:
+    """The provider's async SFTP hook, refusing (``HostKeyNotPinned``) any connection that does not pin the
+    server's host key; a pinned one trusts exactly that key (the hook's ``known_hosts`` becomes the pin, so
+    neither ``~/.ssh/known_hosts`` nor a ``known_hosts`` extra is read)."""
+    from airflow.providers.sftp.hooks.sftp import SFTPHookAsync
+
+    from partnerflow.transport.pinning import require_pin
+
+    class PinnedSFTPHookAsync(SFTPHookAsync):
+        def _parse_extras(self, conn: Any) -> None:
+            require_pin(conn_id, conn.extra_dejson)
+            super()._parse_extras(conn)
+            host_key = " ".join(str(conn.extra_dejson["host_key"]).split()[:2])
+            host = self.host or conn.host
+            port = self.port or conn.port or 22
+            self.known_hosts = f"{host if port == 22 else f'[{host}]:{port}'} {host_key}".encode()
+
+    return PinnedSFTPHookAsync(sftp_conn_id=conn_id, no_host_key_check=False)

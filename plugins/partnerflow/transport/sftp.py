@@ -7,8 +7,10 @@ Pitfalls:
     Remote file names never become local paths: bytes land under their sha256. Names with a slash,
     ``..``, control characters or a leading dot are refused even if a server lists them.
     Only regular files are taken (the listing's lstat): symlinks and folders are ignored.
-    The host key is pinned by the connection's ``host_key`` extra; paramiko checks it before it
-    authenticates, so an unknown or changed key never sees our credentials.
+    The host key must be pinned by the connection's ``host_key`` extra (``transport.pinning``): an
+    unpinned connection is refused before connecting, and the SSH client trusts the pin only, never
+    ``~/.ssh/known_hosts``. paramiko checks the key before it authenticates, so an unknown or changed
+    key never sees our credentials.
     Each download has an overall deadline (``transfer_timeout_seconds``): a watchdog closes the
     connection, so a server that stalls mid-file fails the run instead of hanging it. Reads are pipelined
     (``PREFETCH_REQUESTS`` in flight) one window at a time, so memory stays flat however big the file.
@@ -31,6 +33,7 @@ from typing import Any, BinaryIO
 from partnerflow.core.config import Feed, SftpTransport
 from partnerflow.core.periods import NOT_ASCII_REASON, ascii_folded, period_id_regex
 from partnerflow.transport.errors import TransportError, TransportRefused
+from partnerflow.transport.pinning import HOW_TO_PIN, HostKeyNotPinned, require_pin
 
 PERIOD_PATTERN = rf"(?P<period>{period_id_regex()})"  # quarters, months and terms
 MANIFEST_SUFFIX = ".done"
@@ -267,12 +270,25 @@ class SftpSession:
 
 @contextlib.contextmanager
 def sftp_session(feed: Feed) -> Iterator[SftpSession]:
-    """Connect to a feed's drop through the provider's SFTPHook, host key pinned, timeouts bounded."""
+    """Connect to a feed's drop, host key pinned (``transport.pinning``), timeouts bounded.
+
+    The provider's SFTPHook reads the Airflow connection (login, key, password, algorithms); the SSH
+    client is ours: it trusts the pinned key and nothing else (no ``~/.ssh/known_hosts``, no policy that
+    adds or ignores keys), so no setting of the connection can make it log in to an unpinned server.
+    """
     from airflow.providers.sftp.hooks.sftp import SFTPHook
 
     transport = feed.transport
     assert isinstance(transport, SftpTransport)
     seconds = transport.connect_timeout_seconds
+    try:
+        connection = SFTPHook.get_connection(transport.connection)
+    except Exception as exc:
+        raise TransportRefused(
+            f"{feed.id}: there is no Airflow connection {transport.connection} ({type(exc).__name__})"
+        ) from None
+    require_pin(transport.connection, connection.extra_dejson, feed_id=feed.id)
+    hook = None
     try:
         hook = SFTPHook(
             ssh_conn_id=transport.connection,
@@ -281,34 +297,131 @@ def sftp_session(feed: Feed) -> Iterator[SftpSession]:
             auth_timeout=seconds,
             conn_retry_attempts=1,  # Airflow's task retries back off; a refused key should fail fast
         )
-        managed = hook.get_managed_conn()
-        sftp = managed.__enter__()
+        client = pinned_client(hook)
     except Exception as exc:
-        raise _connect_error(exc, feed, transport) from None
+        raise _connect_error(exc, feed, transport, hook=hook) from None
+    try:
+        sftp = client.open_sftp()
+    except Exception as exc:
+        client.close()
+        raise _connect_error(exc, feed, transport, hook=hook) from None
     try:
         sftp.get_channel().settimeout(min(IDLE_TIMEOUT_SECONDS, transport.transfer_timeout_seconds))
         yield SftpSession(sftp=sftp, feed=feed)
     finally:
         with contextlib.suppress(Exception):
-            managed.__exit__(None, None, None)
+            sftp.close()
+        with contextlib.suppress(Exception):
+            client.close()
 
 
-def _connect_error(exc: Exception, feed: Feed, transport: SftpTransport) -> Exception:
+def pinned_client(hook: Any) -> Any:
+    """A connected ``paramiko.SSHClient`` for an SSH/SFTP hook's parsed connection, trusting only its pin.
+
+    What the provider's ``SSHHook.get_conn`` does, minus its fallbacks: it loads ``~/.ssh/known_hosts``
+    (whose entries win over the pin in paramiko), and with ``no_host_key_check`` or
+    ``allow_host_key_change`` accepts any key. Here the one trusted key is ``hook.host_key`` and any other
+    key is refused before authenticating (``RejectPolicy``; ``BadHostKeyException`` for a changed key).
+    """
     import paramiko
 
+    if hook.host_key is None or hook.no_host_key_check or hook.allow_host_key_change:
+        raise HostKeyNotPinned(f"SFTP connection {hook.ssh_conn_id}: the host key is not pinned. {HOW_TO_PIN}")
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    name = hook.remote_host if hook.port == 22 else f"[{hook.remote_host}]:{hook.port}"
+    client.get_host_keys().add(name, hook.host_key.get_name(), hook.host_key)
+    options: dict[str, Any] = {
+        "hostname": hook.remote_host,
+        "port": hook.port,
+        "username": hook.username,
+        "timeout": hook.conn_timeout,
+        "banner_timeout": hook.banner_timeout,
+        "auth_timeout": hook.auth_timeout,
+        "compress": hook.compress,
+        "sock": hook.host_proxy,
+        "look_for_keys": hook.look_for_keys,
+        "allow_agent": False,  # only what the connection names: its key and/or its password
+    }
+    if hook.password:
+        options["password"] = hook.password.strip()
+    if hook.pkey:
+        options["pkey"] = hook.pkey
+    if hook.key_file:
+        options["key_filename"] = hook.key_file
+    if hook.disabled_algorithms:
+        options["disabled_algorithms"] = hook.disabled_algorithms
+    try:
+        client.connect(**options)
+    except BaseException:
+        client.close()
+        raise
+    if hook.keepalive_interval:
+        client.get_transport().set_keepalive(hook.keepalive_interval)
+    if hook.ciphers:
+        client.get_transport().get_security_options().ciphers = hook.ciphers
+    return client
+
+
+def _connect_error(exc: Exception, feed: Feed, transport: SftpTransport, *, hook: Any = None) -> Exception:
+    """What a failed connection means, one message per cause, terminal when retrying cannot help."""
+    import paramiko
+    from paramiko.ssh_exception import BadAuthenticationType, IncompatiblePeer
+
     where = f"{feed.id}: SFTP connection {transport.connection}"
+    if isinstance(exc, TransportRefused):
+        return exc
+    if isinstance(exc, ValueError) and hook is None:  # the provider refusing the connection's extras
+        return TransportRefused(f"{where}: the connection's settings are invalid ({exc})")
     if isinstance(exc, paramiko.BadHostKeyException):
+        pinned, offered = exc.expected_key.get_name(), exc.key.get_name()
+        if pinned != offered:
+            return TransportRefused(
+                f"{where}: the server's host key is unknown: it offered a {offered} key and the pin is a "
+                f"{pinned} key, so nothing identifies this server; refused before logging in. {HOW_TO_PIN}"
+            )
         return TransportRefused(
             f"{where}: the server's host key is not the pinned one (it changed); refused before logging in. "
-            "If the partner really changed it, confirm the new key with them and update the host_key extra"
+            "If the partner really changed it, confirm the new key's fingerprint with them and update the "
+            "host_key extra"
+        )
+    if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
+        return TransportRefused(f"{where}: the server's host key is unknown; refused before logging in. {HOW_TO_PIN}")
+    if isinstance(exc, BadAuthenticationType):
+        offered = "a password" if hook is not None and hook.password and not _has_key(hook) else "our key"
+        allowed = ", ".join(exc.allowed_types) or "nothing"
+        return TransportRefused(
+            f"{where}: the server does not accept logins by {offered} (it allows: {allowed}); "
+            "agree the login method with the partner and set the connection's key or password accordingly"
         )
     if isinstance(exc, paramiko.AuthenticationException):
-        return TransportRefused(f"{where}: the server refused our key (revoked or not installed)")
-    if isinstance(exc, paramiko.SSHException) and "known_hosts" in str(exc):
+        has_key, has_password = _has_key(hook), bool(hook is not None and hook.password)
+        if has_password and not has_key:
+            return TransportRefused(
+                f"{where}: the server refused the password (wrong, expired or the account locked); "
+                "check the connection's password with the partner"
+            )
+        if has_key and has_password:
+            return TransportRefused(
+                f"{where}: the server refused both our key and the password; check which login the partner "
+                "expects and that the key is installed for the connection's login"
+            )
         return TransportRefused(
-            f"{where}: the server's host key is unknown; refused before logging in. "
-            "Pin it with the connection's host_key extra"
+            f"{where}: the server refused our key (revoked or not installed for the connection's login); "
+            "send the partner our public key again"
         )
+    if isinstance(exc, IncompatiblePeer) or (
+        isinstance(exc, paramiko.SSHException)
+        and ("no acceptable" in str(exc) or "incompatible ssh" in str(exc).lower())
+    ):
+        what = _missing_algorithm(str(exc))
+        return TransportRefused(
+            f"{where}: the server and this connection share no {what}, so no SSH session can be set up; "
+            "compare the connection's disabled_algorithms extra with what the partner's server offers "
+            "(`ssh -vv` or `ssh-audit` from a trusted host)"
+        )
+    if isinstance(exc, paramiko.SSHException) and "No authentication methods available" in str(exc):
+        return TransportRefused(f"{where}: the connection has neither a key nor a password to log in with")
     if isinstance(exc, (TimeoutError, paramiko.SSHException)):
         # paramiko reports a server that never sends its banner as a timeout, a banner error or a bare
         # "Negotiation failed", depending on timing.
@@ -319,3 +432,14 @@ def _connect_error(exc: Exception, feed: Feed, transport: SftpTransport) -> Exce
     if isinstance(exc, (OSError, EOFError)):
         return TransportError(f"{where}: could not connect ({type(exc).__name__}); nothing was fetched")
     return exc
+
+
+def _has_key(hook: Any) -> bool:
+    return hook is not None and bool(hook.pkey or hook.key_file)
+
+
+def _missing_algorithm(message: str) -> str:
+    """``Incompatible ssh server (no acceptable ciphers)`` -> ``cipher``; kex, host key, MAC, compression."""
+    match = re.search(r"no acceptable ([a-z ]+)", message)
+    kinds = {"ciphers": "cipher", "macs": "MAC", "kex algorithm": "key-exchange algorithm", "host key": "host-key type"}
+    return kinds.get(match[1].strip(), match[1].strip()) if match else "algorithm"

@@ -14,6 +14,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from partnerflow.core.errors import TerminalError
 from partnerflow.core.paths import repo_path
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ MARTS_DIR = repo_path("sql", "marts")
 MIGRATION_LOCK = 7_212_001
 
 
-class WarehouseNotConfigured(RuntimeError):
+class WarehouseNotConfigured(TerminalError):
     """PARTNERFLOW_WAREHOUSE_URL is not set."""
 
 
