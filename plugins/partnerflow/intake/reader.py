@@ -816,49 +816,44 @@ def _long_field_column(
         for _ in range(start_line):
             while (line := stream.readline(READ_BLOCK_BYTES)) and not line.endswith(b"\n"):
                 pass
-        text = stream.read(window).decode(reading.codec, errors="replace")
+        data = stream.read(window)
     index = over_long_field(
-        text, delimiter, field_limit=csv.field_size_limit(), line_limit=MAX_LINE_BYTES, codec=reading.codec
+        data, delimiter, field_limit=csv.field_size_limit(), line_limit=MAX_LINE_BYTES, codec=reading.codec
     )
     if index is None or index >= len(header):
         return ""
     return _spellings(dataset).get(_normalise_header(header[index]), "")
 
 
-def over_long_field(text: str, delimiter: str, *, field_limit: int, line_limit: int, codec: str) -> int | None:
-    """The position of the field in ``text`` (a record and what follows) that is longer than ``field_limit``
-    characters (as the csv module counts them), or that runs on a physical line longer than ``line_limit``
-    bytes (its newline included, in ``codec``); None if the record ends first."""
-
-    def size(chars: str) -> int:
-        return len(chars) if codec == "cp1252" else len(chars.encode("utf-8", "replace"))
-
+def over_long_field(data: bytes, delimiter: str, *, field_limit: int, line_limit: int, codec: str) -> int | None:
+    """The position of the field in ``data`` (a record and what follows) that grows past ``field_limit``
+    characters (as the csv module counts them), or runs on a physical line longer than ``line_limit`` bytes
+    (its newline included); None if the record ends first. Delimiters and quotes are ASCII, which no byte of
+    another character is in UTF-8 or Windows-1252, so bytes are walked, not characters."""
+    separator, quote = ord(delimiter), ord('"')
     index = length = 0
     quoted = False
     position = 0
-    while position < len(text):
-        end = text.find("\n", position)
-        end = len(text) if end < 0 else end + 1
-        line = text[position:end]
-        line_bytes = 0
-        too_long = size(line) > line_limit
-        at = 0
-        while at < len(line):
-            char = line[at]
-            line_bytes += size(char)
-            if too_long and line_bytes > line_limit:
+    while position < len(data):
+        end = data.find(b"\n", position)
+        end = len(data) if end < 0 else end + 1
+        too_long = end - position > line_limit
+        at = position
+        while at < end:
+            if too_long and at - position >= line_limit:
                 return index
-            if char == '"':
-                if quoted and line[at + 1 : at + 2] == '"':
+            byte = data[at]
+            if byte == quote:
+                if quoted and data[at + 1 : at + 2] == b'"':
                     at += 1
                     length += 1
                 else:
                     quoted = not quoted
-            elif not quoted and char == delimiter:
+            elif not quoted and byte == separator:
                 index, length = index + 1, 0
-            elif not quoted and char in "\r\n":
+            elif not quoted and byte in (10, 13):
                 return None
-            else:
+            elif byte and (codec == "cp1252" or byte & 0xC0 != 0x80):  # NULs are removed; one count a character
                 length += 1
             if not too_long and length > field_limit:
                 return index
