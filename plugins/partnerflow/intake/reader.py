@@ -265,13 +265,31 @@ class StagedFile:
         return not any(f["severity"] == "error" for f in self.failures)
 
     def with_contract(self, contract_report: dict[str, Any]) -> dict[str, Any]:
-        """The contract's report with intake's problems first and its notes last: one report, one round."""
-        failures = list(contract_report.get("failures", []))
+        """The contract's report with intake's problems first and its notes last: one report, one round.
+
+        A value intake refused is staged empty, so a contract rule on that column alone (a required value,
+        say) would name the same row again for a cause that is not the real one: such rows are left out of
+        that rule's failure (and a failure left with no rows is dropped).
+        """
         errors = [f for f in self.failures if f["severity"] == "error"]
         notes = [f for f in self.failures if f["severity"] != "error"]
+        refused: dict[str, set[int]] = {}
+        for failure in errors:
+            if failure["columns"] and failure["failing_rows"] == len(failure["row_numbers"]):  # all rows known
+                refused.setdefault(failure["columns"][0], set()).update(failure["row_numbers"])
+        failures = []
+        for failure in contract_report.get("failures", []):
+            columns, rows = failure.get("columns", []), failure.get("row_numbers", [])
+            already = refused.get(columns[0], set()) if len(columns) == 1 else set()
+            if already and failure.get("failing_rows", 0) == len(rows) and set(rows) & already:
+                kept = [n for n in rows if n not in already]
+                if not kept:
+                    continue
+                failure = {**failure, "row_numbers": kept, "failing_rows": len(kept)}
+            failures.append(failure)
         report = {**contract_report, "failures": [*errors, *failures, *notes]}
+        report["passed"] = not any(f.get("severity", "error") == "error" for f in report["failures"])
         if errors:
-            report["passed"] = False
             report["rules_checked"] = int(contract_report.get("rules_checked", 0)) + len(FILE_RULES)
         return report
 
@@ -383,6 +401,7 @@ def _converted_rows(
         getters = [_text_getter(c, dataset.date_format, pseudonymiser, output) for c in columns]
     else:
         getters = [_cell_getter(_converter(c, dataset.date_format, pseudonymiser), output) for c in columns]
+    refused = None if output is None else output(None)  # a value with a problem, as the caller writes it
     for row_number, raw_values in _records(path, feed, dataset, problems, allow_unterminated=allow_unterminated):
         try:  # raw_values may carry one trailing item more than there are columns (see _csv_records)
             values = list(map(call, getters, raw_values))
@@ -393,7 +412,7 @@ def _converted_rows(
                     values.append(get(raw))
                 except _BadValue as bad:
                     problems.add(bad.code, column.name, row_number)
-                    values.append(None)
+                    values.append(refused)
         yield row_number, values
 
 
