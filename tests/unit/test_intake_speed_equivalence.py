@@ -268,6 +268,20 @@ def reference_rows(data: bytes, the_feed: Feed, dataset: Dataset, max_line: int)
         state["nul"] = False
     positions = reader._header_positions(header, dataset, problems)
     if problems:
+        if any(code == "FILE-002" for code, _ in problems.found):
+            below = []
+            try:
+                for _ in range(10):
+                    below.append(next(csv_rows))
+            except (StopIteration, csv.Error, TooLong):
+                pass
+            for record in below:
+                trial = reader.Problems()
+                reader._header_positions(record, dataset, trial)
+                if not any(code == "FILE-002" for code, _ in trial.found):
+                    problems = reader.Problems(notes=problems.notes)
+                    problems.add("FILE-015", "", 0)
+                    break
         return [], problems
     columns = dataset.loaded_columns
     required = [p for c, p in zip(columns, positions, strict=True) if c.required and p is not None]

@@ -112,8 +112,8 @@ FILE_RULES = {
     "return again as CSV and resend.",
     "FILE-014": "The last row is a totals or footer line (a label such as Total, or figures with no identifier), "
     "not a record of the return. Leave totals out of the export and resend.",
-    "FILE-015": "The header row is not the first row of the sheet: there are title rows above it. Delete the rows "
-    "above the header row and resend.",
+    "FILE-015": "The header row is not the first row: there are title rows above it. Delete the rows above the "
+    "header row (or ask us to allow title rows on this return's workbook) and resend.",
     "FLD-001": "Dates must be written in the agreed format ({date_format}).",
     "FLD-002": "This column must hold whole numbers only.",
     "FLD-003": "Values in this column are longer than allowed.",
@@ -743,6 +743,9 @@ def _csv_records(
             problems.add("FILE-013", "", 0)
         positions = _header_positions(header, dataset, problems)
         if problems:
+            if any(code == "FILE-002" for code, _ in problems.found) and _header_below(reader, dataset):
+                problems.found = {("FILE-015", ""): []}  # the real cause: title rows above the header row
+                problems.counts = {("FILE-015", ""): 0}
             return
         width = len(header)
         required = [p for p, c in zip(positions, dataset.loaded_columns, strict=True) if c.required and p is not None]
@@ -802,6 +805,14 @@ def _csv_records(
                 yield held[0], pick(held[1])
         if state.unterminated and not allow_unterminated:
             problems.add("FILE-012", "", row_number)  # the last line, which may be cut inside its last value
+
+
+def _header_below(records: Iterator[list[str]], dataset: Dataset) -> bool:
+    """Whether one of the next few records would make sense as the header row (so rows above it are titles)."""
+    try:
+        return any(_has_required(record, dataset) for record in itertools.islice(records, HEADER_SEARCH_ROWS))
+    except (csv.Error, _LineTooLong):
+        return False
 
 
 def _is_totals_line(fields: Sequence[Any], required: Sequence[int]) -> bool:
