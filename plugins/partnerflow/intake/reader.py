@@ -18,6 +18,13 @@ Pitfalls:
     for ``…,1147``), which no other check can see: it is refused (FILE-012), unless the feed allows it
     (``allow_unterminated_last_line``, only with a ``.done`` manifest, whose sha256 and row count prove the
     file whole). A last row that is also short, or a file ending inside a quoted field, is FILE-008.
+    What is not as agreed but can be read only one way is read, with a note (``READ_NOTES``, severity
+    "info"): a byte order mark decides the encoding (UTF-16 is transcoded to UTF-8 as it is read); a
+    Windows-1252 feed's file that is strictly UTF-8 with non-ASCII bytes is UTF-8 (this costs one extra
+    pass over the file); the delimiter is sniffed from the header line among comma, semicolon and tab.
+    A totals line can only be told at the end of a file, so each reader holds its last row back.
+    Problems in some rows only (``ROW_LEVEL_CODES``) let the other rows be staged and the contract run,
+    so the partner hears of everything in one round.
 """
 
 from __future__ import annotations
