@@ -327,7 +327,10 @@ def stage(
 
     ``table`` (``schema.name``) overrides ``staging_table(dataset, file_id)``, for a dry run's scratch schema.
     ``declared_rows`` is the row count of the file's ``.done`` manifest, if it had one (see FILE-012).
-    On any problem the staging table is dropped: nothing of a bad file stays behind.
+    A problem of the whole file raises FileRejected and leaves no staging table. Problems in some rows only
+    (``ROW_LEVEL_CODES``) are returned in ``StagedFile.failures`` with the rows staged, each refused value
+    as empty (never the value), so the contract can check them in the same round; the file is then
+    quarantined, which drops the table.
     """
     table = table or staging_table(dataset, file_id)
     columns = dataset.loaded_columns
