@@ -218,3 +218,18 @@ def corpus_table() -> str:
 
 if __name__ == "__main__":
     print(corpus_table())
+
+
+@pytest.mark.parametrize(
+    ("fmt", "error"),
+    [
+        ({"kind": "csv", "max_title_rows": 2}, "max_title_rows applies to xlsx files only"),
+        ({"kind": "xlsx", "max_title_rows": 11}, "less than or equal to 10"),
+    ],
+)
+def test_title_rows_are_an_xlsx_option_validated_with_the_config(fmt, error):
+    from partnerflow.core.config import FileFormat
+
+    with pytest.raises(ValueError, match=error):
+        FileFormat.model_validate(fmt)
+    assert FileFormat.model_validate({"kind": "xlsx", "max_title_rows": 3}).max_title_rows == 3
