@@ -169,7 +169,7 @@ def test_a_value_that_cannot_be_minimised_loads_nothing_of_the_file(stack, demo_
     assert staging_tables() == 0
 
 
-def test_an_invalid_nhs_number_stages_nothing(stack, demo_config, tmp_path):
+def test_an_invalid_nhs_number_is_never_staged(stack, demo_config, tmp_path):
     dataset = Dataset(
         id="health_records",
         title="A record-level health return",
@@ -181,10 +181,24 @@ def test_an_invalid_nhs_number_stages_nothing(stack, demo_config, tmp_path):
     feed = demo_config.feed("health_icb")
     path = tmp_path / "landed"
     path.write_bytes(b"nhs_number,seen_on\n943 476 5919,2026-07-03\n943 476 5918,2026-07-04\n")
+    # A problem of one row: the file will be rejected, but its other rows are staged so the contract can
+    # check them in the same round; the refused value is staged empty, never as it was.
+    staged = reader.stage(warehouse.engine(), path=path, file_id=99, feed=feed, dataset=dataset, key=pseudonym_key())
+    assert not staged.passed
+    assert [(f["code"], f["row_numbers"]) for f in staged.failures] == [("FLD-004", [2])]
+    with warehouse.engine().connect() as conn:
+        staged_rows = conn.execute(sa.text(f"SELECT row_number, nhs_number FROM {staged.table} ORDER BY 1")).all()
+    assert [(n, value is None) for n, value in staged_rows] == [(1, False), (2, True)]
+    assert "943" not in repr(staged_rows) + repr(staged.failures)
+    reader.drop_staging(warehouse.engine(), dataset, 99)
+    assert staging_tables() == 0
+    # A required column missing is a problem of the whole file: nothing is staged, and no row count.
+    path.write_bytes(b"nhs_number,seen on day\n943 476 5919,2026-07-03\n")
+    required = Column(name="seen_on", type="date", required=True)
+    dataset = dataset.model_copy(update={"columns": (dataset.columns[0], required)})
     with pytest.raises(reader.FileRejected) as rejected:
         reader.stage(warehouse.engine(), path=path, file_id=99, feed=feed, dataset=dataset, key=pseudonym_key())
-    assert [(f["code"], f["row_numbers"]) for f in rejected.value.report["failures"]] == [("FLD-004", [2])]
-    assert "943" not in str(rejected.value)
+    assert [(f["code"], f["failing_rows"]) for f in rejected.value.report["failures"]] == [("FILE-002", 0)]
     assert staging_tables() == 0
 
 

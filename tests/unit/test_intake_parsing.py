@@ -76,6 +76,15 @@ def parse(tmp_path: Path, data: bytes, *, on: Feed | None = None, dataset: Datas
     return rows, {key: tuple(rows) for key, rows in problems.found.items()}
 
 
+def parse_noting(tmp_path: Path, data: bytes, *, on: Feed | None = None, dataset: Dataset = DATASET):
+    """``parse``, and the notes on how the file was read (code -> message)."""
+    path = tmp_path / "landed"
+    path.write_bytes(data)
+    problems = reader.Problems()
+    rows = list(reader.minimised_rows(path, feed=on or feed(), dataset=dataset, key=KEY, problems=problems))
+    return rows, {key: tuple(rows) for key, rows in problems.found.items()}, problems.notes
+
+
 def csv_of(*rows: str, header: str = HEADER) -> bytes:
     return (header + "".join(rows)).encode()
 
@@ -112,19 +121,29 @@ def test_a_windows_1252_feed_reads_its_own_encoding(tmp_path):
     assert problems == {} and rows[0][1][1] == "Né"
 
 
-def test_a_utf8_file_where_windows_1252_was_agreed_is_refused_not_misread(tmp_path):
-    _, problems = parse(tmp_path, b"\xef\xbb\xbf" + csv_of(GOOD_ROW), on=feed(encoding="windows-1252"))
-    assert problems == {("FILE-001", ""): ()}
+def test_a_byte_order_mark_decides_the_encoding_whatever_the_feed_declares(tmp_path):
+    utf8 = "0012346,Zoë O’Farrow,Né,2026-07-04,1,,BK1 2AB\n"
+    plain, _ = parse(tmp_path, csv_of(utf8))
+    for data, on in [
+        (b"\xef\xbb\xbf" + csv_of(utf8), feed(encoding="windows-1252")),
+        (csv_of(utf8).decode().encode("utf-16"), feed()),  # Python writes the BOM of the machine's order
+        (b"\xfe\xff" + csv_of(utf8).decode().encode("utf-16-be"), feed(encoding="windows-1252")),
+    ]:
+        rows, problems, notes = parse_noting(tmp_path, data, on=on)
+        assert (rows, problems, list(notes)) == (plain, {}, ["READ-001"])
 
 
-def test_a_utf16_file_is_the_wrong_encoding(tmp_path):
-    _, problems = parse(tmp_path, csv_of(GOOD_ROW).decode().encode("utf-16"))
-    assert set(problems) == {("FILE-001", "")}
+def test_a_utf8_file_without_bom_on_a_windows_1252_feed_is_read_as_utf8_when_it_can_only_be(tmp_path):
+    data = csv_of("0012346,Zoë O’Farrow,Né,2026-07-04,1,,BK1 2AB\n")
+    rows, problems, notes = parse_noting(tmp_path, data, on=feed(encoding="windows-1252"))
+    assert problems == {} and rows[0][1][1] == "Né" and "UTF-8 although" in notes["READ-002"]
+    ascii_only = parse_noting(tmp_path, csv_of(GOOD_ROW), on=feed(encoding="windows-1252"))
+    assert ascii_only[1:] == ({}, {})  # nothing to tell: ASCII is the same in both
 
 
-def test_a_nul_byte_is_the_wrong_encoding(tmp_path):
+def test_a_nul_byte_is_called_a_nul_byte(tmp_path):
     _, problems = parse(tmp_path, csv_of(GOOD_ROW, "0012346,A\x00B,X,2026-07-04,1,,\n"))
-    assert problems == {("FILE-001", ""): (2,)}
+    assert problems == {("FILE-013", ""): (2,)}
 
 
 def test_quoted_newlines_stay_in_their_field_and_rows_count_records(tmp_path):
@@ -229,12 +248,12 @@ def test_field_length_caps(tmp_path):
 def test_an_unclosed_quote_in_a_large_file_is_an_oversize_field(tmp_path):
     rest = "".join(f"00{n:05d},Name,X,2026-07-03,1,,\n" for n in range(8000))  # far beyond one field's limit
     _, problems = parse(tmp_path, csv_of(GOOD_ROW, '0012346,"Bea,X,2026-07-03,1,,\n', rest))
-    assert problems == {("FILE-007", ""): (2,)}
+    assert problems == {("FILE-007", "full_name"): (2,)}  # the column whose quote is not closed
 
 
 def test_a_line_without_end_is_an_oversize_field_and_memory_is_bounded(tmp_path):
     _, problems = parse(tmp_path, csv_of(GOOD_ROW, "0012346," + "x" * (reader.MAX_LINE_BYTES + 10)))
-    assert problems == {("FILE-007", ""): (2,)}
+    assert problems == {("FILE-007", "full_name"): (2,)}
 
 
 def test_a_stray_quote_inside_a_quoted_field(tmp_path):

@@ -4,17 +4,20 @@
 text itself. The reference here does none of that: it reads a line at a time with ``readline`` (as intake
 once did), converts every value afresh with pseudonyms from ``hmac.new``, and formats COPY fields by
 plain replacement. Hypothesis generates CSV files full of awkward values (the same text in every column,
-bad dates and ids, words for missing, quoted newlines, non-ASCII, stray quotes, bad bytes, cut-off ends)
+bad dates and ids, words for missing, quoted newlines, non-ASCII, stray quotes, bad bytes, cut-off ends,
+byte order marks and UTF-16, semicolons and tabs, trailing empty fields, totals lines)
 and the block size, memory size and line limit are shrunk so that every boundary is crossed.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import decimal
 import hmac
 import io
+import itertools
 import tempfile
 from pathlib import Path
 from unittest import mock
@@ -92,11 +95,16 @@ def landed_csvs(draw) -> bytes:
     headings = [h for h in draw(st.permutations(HEADINGS)) if h in ("case_id", "seen_on") or draw(st.booleans())]
     width = len(headings)
     rows = draw(st.lists(st.lists(FIELDS, min_size=max(width - 2, 0), max_size=width + 1), max_size=10))
+    if draw(st.booleans()):  # a trailing empty field or two, as some exports write
+        rows = [row + [""] * draw(st.integers(0, 2)) for row in rows]
+    if draw(st.integers(0, 3)) == 0:  # a totals line
+        rows.append(draw(st.sampled_from([["", "400"], ["Total", "", "12"], ["", "1,234", ""], ["TOTAL:"]])))
     text = io.StringIO()
-    writer = csv.writer(text, lineterminator=draw(st.sampled_from(["\n", "\r\n"])))
+    delimiter = draw(st.sampled_from([",", ",", ";", "\t"]))  # as locale settings and "Unicode Text" write
+    writer = csv.writer(text, delimiter=delimiter, lineterminator=draw(st.sampled_from(["\n", "\r\n"])))
     writer.writerow(headings)
     writer.writerows(rows)
-    encoding = draw(st.sampled_from(["utf-8", "cp1252"]))
+    encoding = draw(st.sampled_from(["utf-8", "cp1252", "utf-8", "cp1252", "utf-16"]))
     data = text.getvalue().encode(encoding, errors="replace")
     if draw(st.booleans()):
         data = data.rstrip(b"\n")  # no final newline, maybe a short last row
@@ -129,30 +137,72 @@ class TooLong(Exception):
     pass
 
 
+def reference_mark(error: UnicodeError) -> tuple[str, int]:
+    assert isinstance(error, UnicodeDecodeError)
+    return "\udcff", error.end
+
+
+codecs.register_error("reference-mark", reference_mark)
+NOTES_DECLARED = {"utf-8": "UTF-8", "windows-1252": "Windows-1252"}
+
+
+def reference_text(data: bytes, the_feed: Feed, problems: reader.Problems) -> tuple[bytes, str]:
+    """The bytes to read (after any byte order mark, UTF-16 as UTF-8) and their codec, decided from the whole
+    file at once: a BOM says what the file is; a Windows-1252 feed's file that is UTF-8 with non-ASCII is UTF-8."""
+    declared = the_feed.format.encoding
+    shown = NOTES_DECLARED[declared]
+    if data.startswith(b"\xef\xbb\xbf"):
+        if declared != "utf-8":
+            problems.note("READ-001", found="UTF-8", declared=shown)
+        return data[3:], "utf-8"
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        problems.note("READ-001", found="UTF-16", declared=shown)
+        text = data[2:].decode("utf-16-le" if data[0] == 0xFF else "utf-16-be", "reference-mark")
+        return text.encode("utf-8", "surrogateescape"), "utf-8"
+    if declared == "windows-1252" and not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data, "cp1252"
+        problems.note("READ-002", declared=shown)
+        return data, "utf-8"
+    return data, "cp1252" if declared == "windows-1252" else "utf-8"
+
+
+def reference_is_totals(fields: list[str], required: list[int]) -> bool:
+    filled = [f.strip() for f in fields if f.strip()]
+    if not filled:
+        return False
+    if " ".join(filled[0].split()).lower().rstrip(":") in {"total", "totals", "grand total", "sub total", "subtotal"}:
+        return True
+    numbers = all(f.replace(",", "").replace(".", "", 1).lstrip("+-").isdigit() for f in filled)
+    return numbers and not fields[0].strip() and any(not fields[p].strip() for p in required)
+
+
 def reference_rows(data: bytes, the_feed: Feed, dataset: Dataset, max_line: int):
     """(rows, problems) read a line at a time, each value converted on its own: intake as it was."""
     problems = reader.Problems()
-    codec = "cp1252" if the_feed.format.encoding == "windows-1252" else "utf-8"
+    data, codec = reference_text(data, the_feed, problems)
     handle = io.BytesIO(data)
-    state = {"bad": False, "foreign": False, "exhausted": False}
+    state = {"bad": False, "nul": False, "exhausted": False}
+    raw_record: list[bytes] = []  # the lines of the record being read, as they are in the file
+    too_long: list[bytes] = []
 
     def lines():
-        line = handle.readline(max_line + 4)  # a BOM does not count towards the limit
-        if line.startswith(reader.UTF8_BOM):
-            line = line[3:]
-            state["foreign"] = codec != "utf-8"
-        elif line.startswith(reader.UTF16_BOMS):
-            state["foreign"] = True
+        line = handle.readline(max_line + 1)
         while line:
             if len(line) > max_line:
+                too_long.append(line)
                 raise TooLong
+            raw_record.append(line)
             if b"\x00" in line:
-                state["bad"], line = True, line.replace(b"\x00", b"")
+                state["nul"], line = True, line.replace(b"\x00", b"")
             try:
-                yield line.decode(codec)
+                text = line.decode(codec)
             except UnicodeDecodeError:
                 state["bad"] = True
-                yield line.decode(codec, errors="replace")
+                text = line.decode(codec, errors="replace")
+            yield text
             line = handle.readline(max_line + 1)
         state["exhausted"] = True
 
@@ -163,15 +213,47 @@ def reference_rows(data: bytes, the_feed: Feed, dataset: Dataset, max_line: int)
             return "FILE-011"
         return "FILE-008" if data.endswith(b"\n") else "FILE-012"  # ended inside quotes, or with no line end
 
-    csv_rows = csv.reader(lines(), strict=True)
+    def long_column(header: list[str], delimiter: str) -> str:
+        """The field in progress where the record's line grew too long: its column, if the dataset's. (The
+        one rule shared with intake, ``over_long_field``: the field a byte limit is crossed in.)"""
+        assert too_long, "only line lengths are exceeded by these small files"
+        raw = b"".join(raw_record) + too_long[0]
+        index = reader.over_long_field(raw, delimiter, field_limit=1 << 30, line_limit=max_line, codec=codec)
+        if index is None or index >= len(header):
+            return ""
+        spellings = {reader._normalise_header(s): c.name for c in dataset.columns for s in (c.name, *c.aliases)}
+        return spellings.get(reader._normalise_header(header[index]), "")
+
+    line_iter = lines()
+    try:
+        first = next(line_iter, None)
+    except TooLong:
+        problems.add("FILE-007", "", 0)
+        return [], problems
+    delimiter = ","
+    if first is not None:
+        sensible = []
+        for candidate in [",", ";", "\t"]:
+            trial = reader.Problems()
+            try:
+                reader._header_positions(next(csv.reader([first], delimiter=candidate), []), dataset, trial)
+            except csv.Error:
+                continue
+            if not any(code == "FILE-002" for code, _ in trial.found):
+                sensible.append(candidate)
+        if "," not in sensible and len(sensible) == 1:
+            delimiter = sensible[0]
+            names = {",": "commas", ";": "semicolons", "\t": "tabs"}
+            problems.note("READ-003", found=names[delimiter], declared="commas")
+    csv_rows = csv.reader(
+        itertools.chain([first] if first is not None else [], line_iter), delimiter=delimiter, strict=True
+    )
     try:
         header = next(csv_rows, None)
     except (csv.Error, TooLong) as exc:
-        problems.add("FILE-001" if state["foreign"] else error_code(exc), "", 0)
+        problems.add(error_code(exc), "", 0)
         return [], problems
-    if state["foreign"]:
-        problems.add("FILE-001", "", 0)
-        return [], problems
+    raw_record.clear()
     if not header or not any(h.strip() for h in header):
         problems.add("FILE-003", "", 0)
         return [], problems
@@ -181,12 +263,30 @@ def reference_rows(data: bytes, the_feed: Feed, dataset: Dataset, max_line: int)
     if state["bad"]:
         problems.add("FILE-001", "", 0)
         state["bad"] = False
+    if state["nul"]:
+        problems.add("FILE-013", "", 0)
+        state["nul"] = False
     positions = reader._header_positions(header, dataset, problems)
     if problems:
+        if any(code == "FILE-002" for code, _ in problems.found):
+            below = []
+            try:
+                for _ in range(10):
+                    below.append(next(csv_rows))
+            except (StopIteration, csv.Error, TooLong):
+                pass
+            for record in below:
+                trial = reader.Problems()
+                reader._header_positions(record, dataset, trial)
+                if not any(code == "FILE-002" for code, _ in trial.found):
+                    problems = reader.Problems(notes=problems.notes)
+                    problems.add("FILE-015", "", 0)
+                    break
         return [], problems
     columns = dataset.loaded_columns
+    required = [p for c, p in zip(columns, positions, strict=True) if c.required and p is not None]
     converters = [reader._converter(c, dataset.date_format, ReferencePseudonymiser(KEY)) for c in columns]
-    rows, row_number, ended = [], 0, False
+    raw_rows, row_number, ended = [], 0, False
     while True:
         try:
             fields = next(csv_rows)
@@ -194,12 +294,20 @@ def reference_rows(data: bytes, the_feed: Feed, dataset: Dataset, max_line: int)
             ended = True
             break
         except (csv.Error, TooLong) as exc:
-            problems.add(error_code(exc), "", row_number + 1)
+            code = error_code(exc)
+            problems.add(code, long_column(header, delimiter) if code == "FILE-007" else "", row_number + 1)
             break
         row_number += 1
+        raw_record.clear()
         if state["bad"]:
             problems.add("FILE-001", "", row_number)
             state["bad"] = False
+        if state["nul"]:
+            problems.add("FILE-013", "", row_number)
+            state["nul"] = False
+        if len(fields) > len(header) and all(not f.strip() for f in fields[len(header) :]):
+            fields = fields[: len(header)]
+            problems.note("READ-004")
         if len(fields) > len(header):
             problems.add("FILE-005", "", row_number)
         elif not any(f.strip() for f in fields):
@@ -209,16 +317,21 @@ def reference_rows(data: bytes, the_feed: Feed, dataset: Dataset, max_line: int)
                 problems.add("FILE-012", "", row_number)
                 break
             fields += [""] * (len(header) - len(fields))
-        fields.append(None)
+        raw_rows.append((row_number, fields))
+    if ended and raw_rows and reference_is_totals(raw_rows[-1][1] + [""], required):
+        problems.add("FILE-014", "", raw_rows.pop()[0])
+    rows = []
+    for number, fields in raw_rows:
+        fields = [*fields, None]
         values = []
         for column, convert, position in zip(columns, converters, positions, strict=True):
             raw = fields[len(header) if position is None else position]
             try:
                 values.append(None if raw is None else convert(raw))
             except reader._BadValue as bad:
-                problems.add(bad.code, column.name, row_number)
+                problems.add(bad.code, column.name, number)
                 values.append(None)
-        rows.append((row_number, values))
+        rows.append((number, values))
     if ended and not data.endswith(b"\n"):
         problems.add("FILE-012", "", row_number)  # no line end: the last value may be cut short
     return rows, problems
@@ -317,7 +430,7 @@ def test_a_bad_byte_is_pinned_to_its_row_wherever_a_block_ends(block):
     lines[7] = b"0012307,2026-07-03,\x00\n"
     with mock.patch.object(reader, "READ_BLOCK_BYTES", block):
         got, problems = fast_rows(b"".join(lines), feed("utf-8"), only("case_id", "seen_on"))
-    assert problems.found == {("FILE-001", ""): [4, 7]}
+    assert problems.found == {("FILE-001", ""): [4], ("FILE-013", ""): [7]}
     assert [n for n, _ in got] == list(range(1, 9))
 
 

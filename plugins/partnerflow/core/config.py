@@ -188,6 +188,10 @@ class HttpTransport(_Model):
 class FileFormat(_Model):
     """How a feed's files are written: CSV (``encoding``, ``delimiter``), JSON, or XLSX (``sheet``, else the first).
 
+    A CSV's byte order mark decides its encoding over ``encoding``, and its header row may decide its
+    delimiter among comma, semicolon and tab (see ``partnerflow.intake.reader``). An XLSX sheet's header row
+    may sit below up to ``max_title_rows`` title rows.
+
     A CSV whose last line has no line ending may be cut off, so it is refused (FILE-012) unless
     ``allow_unterminated_last_line``, which needs ``completeness: done_marker`` (see ``Feed``).
     """
@@ -196,12 +200,15 @@ class FileFormat(_Model):
     encoding: Literal["utf-8", "windows-1252"] = "utf-8"
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
     sheet: str | None = None
+    max_title_rows: int = Field(default=0, ge=0, le=10)
     allow_unterminated_last_line: bool = False
 
     @model_validator(mode="after")
     def _sheet_only_for_xlsx(self) -> FileFormat:
         if self.sheet is not None and self.kind != "xlsx":
             raise ValueError("sheet applies to xlsx files only")
+        if self.max_title_rows and self.kind != "xlsx":
+            raise ValueError("max_title_rows applies to xlsx files only")
         if self.allow_unterminated_last_line and self.kind != "csv":
             raise ValueError("allow_unterminated_last_line applies to csv files only")
         return self

@@ -86,12 +86,15 @@ def receipt(
     source_name: str,
     rows: int,
     warnings: Sequence[Mapping[str, Any] | str] = (),
+    notes: Sequence[Mapping[str, Any]] = (),
 ) -> Message:
     """The partner contact's receipt: the return arrived, passed its checks and is published.
 
     ``warnings`` are failures of warning-severity rules (report failure dicts) or short plain sentences.
+    ``notes`` are intake's notes on how the file was read (severity "info" report entries).
     """
     partner = partnership.partner(feed.partner)
+    read_notes = [_rule_failure(n) for n in notes]
     warning_failures = [_rule_failure(w) for w in warnings if isinstance(w, Mapping)]
     warning_notes = [w for w in warnings if isinstance(w, str)]
     subject = f"{partnership.short_name}: {feed.title} for {_quarter(period)} received – {wording.count(rows, 'row')}"
@@ -113,6 +116,7 @@ def receipt(
             "rows": rows,
             "warning_failures": warning_failures,
             "warning_notes": warning_notes,
+            "read_notes": read_notes,
         },
     )
 
@@ -132,9 +136,10 @@ def rejection(
     failures = [_rule_failure(f) for f in report.get("failures", ())]
     errors = [f for f in failures if f.severity == "error"]
     warnings = [f for f in failures if f.severity == "warning"]
+    read_notes = [f for f in failures if f.severity == "info"]
     rules_checked = _non_negative_int(report.get("rules_checked"))
     rows_checked = _non_negative_int(report.get("rows_checked"))
-    failed = len(errors) or len(failures)
+    failed = len(errors) or len(warnings)
     checks = (
         f"{failed} of {rules_checked} checks failed" if rules_checked else wording.count(failed, "check") + " failed"
     )
@@ -157,6 +162,7 @@ def rejection(
             "source_name": _short(source_name, _SOURCE_NAME_MAX),
             "errors": errors,
             "warnings": warnings,
+            "read_notes": read_notes,
             "rules_checked": rules_checked,
             "rows_checked": rows_checked,
             "due": due,
@@ -660,7 +666,7 @@ def _rule_failure(raw: Mapping[str, Any]) -> RuleFailure:
         code=code if _SAFE_CODE.match(code) else "unnamed-rule",
         message=_short(str(raw.get("message", "")), _MESSAGE_MAX),
         columns=tuple(c if _SAFE_COLUMN.match(str(c)) else "(unnamed column)" for c in map(str, columns)),
-        severity="warning" if raw.get("severity") == "warning" else "error",
+        severity=raw["severity"] if raw.get("severity") in ("warning", "info") else "error",
         failing_rows=_non_negative_int(raw.get("failing_rows")),
         row_numbers=tuple(row_numbers),
     )

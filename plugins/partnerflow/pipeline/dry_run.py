@@ -113,7 +113,7 @@ def dry_run(
             volume_baseline=volume_baseline,
             directory=contracts_dir,
         )
-        report = json.loads(checked.to_json())
+        report = staged.with_contract(json.loads(checked.to_json()))
         return DryRun(feed_id=feed.id, period=period, report=report, volume_baseline=volume_baseline)
     finally:
         with engine.begin() as conn:
@@ -127,6 +127,7 @@ def render(run: DryRun, *, feed: Feed, source_name: str) -> str:
     failures = report.get("failures", [])
     errors = [f for f in failures if f.get("severity", "error") == "error"]
     warnings = [f for f in failures if f.get("severity") == "warning"]
+    notes = [f for f in failures if f.get("severity") == "info"]
     lines = [f"{feed.id}: {source_name} for {run.period.label}"]
     if report.get("stage") == "intake":
         lines.append(f"The file could not be read as the feed declares ({_rows(report.get('rows_checked', 0))} read).")
@@ -146,6 +147,8 @@ def render(run: DryRun, *, feed: Feed, source_name: str) -> str:
             shown = ", ".join(str(n) for n in numbers[:ROW_NUMBERS_SHOWN])
             more = max(int(failure.get("failing_rows", 0)), len(numbers)) - min(len(numbers), ROW_NUMBERS_SHOWN)
             lines.append(f"    rows {shown}" + (f" and {more:,} more" if more else ""))
+    for note in notes:
+        lines += ["", f"{'NOTE':<7} {note.get('code', '')}  how the file was read", f"    {note.get('message', '')}"]
     lines.append("")
     if run.passed:
         lines.append("Result: would be ACCEPTED" + (f", with {_count(len(warnings), 'warning')}." if warnings else "."))

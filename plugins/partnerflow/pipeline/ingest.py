@@ -51,7 +51,11 @@ def fetch(feed_id: str, *, period_id: str | None = None, config: Partnership | N
 
 
 def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = None) -> list[dict[str, Any]]:
-    """Stage, check and publish or quarantine each file, oldest first; return each file's outcome."""
+    """Stage, check and publish or quarantine each file, oldest first; return each file's outcome.
+
+    A file intake can't read as a whole is quarantined with intake's report; one with problems in some rows
+    only is checked against its contract as well, and quarantined with both in one report.
+    """
     config = config or partnership()
     feed = config.feed(feed_id)
     dataset = config.dataset(feed.dataset)
@@ -86,7 +90,9 @@ def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = No
                     period=period,
                     volume_baseline=baseline,
                 )
-                report = json.loads(checked.to_json())
+                # Intake's row problems (the file is rejected, but its other rows were staged) and notes join
+                # the contract's failures: the partner hears of everything in one report.
+                report = staged.with_contract(json.loads(checked.to_json()))
                 decide_with = publish if report["passed"] else quarantine
                 outcome = decide_with(eng, config, file_id=file_id, feed=feed, dataset=dataset, report=report)
             if outcome.state == ledger.PUBLISHED and getattr(feed.transport, "processed_directory", None):

@@ -228,6 +228,7 @@ def _publish_in(
         },
     )
     warnings = [f for f in report.get("failures", []) if f.get("severity") == "warning"]
+    notes = [f for f in report.get("failures", []) if f.get("severity") == "info"]
     enqueue(
         conn,
         messages.receipt(
@@ -238,6 +239,7 @@ def _publish_in(
             source_name=received.source_name,
             rows=rows,
             warnings=warnings,
+            notes=notes,
         ),
     )
     return Outcome(file_id, feed.id, received.period_id, ledger.PUBLISHED, rows)
