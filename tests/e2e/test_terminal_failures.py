@@ -24,6 +24,9 @@ pytestmark = pytest.mark.e2e
 
 TERMINAL_DAG = "ingest_council_referrals"
 TRANSIENT_DAG = "ingest_health_icb"
+# alerts name the partner and the return, never the DAG
+TERMINAL_RETURN = "Council referrals and assessments from Blanktown Council Children's Services"
+TRANSIENT_RETURN = "ICB health assessments and A&E self-harm from NHS Blanktown Integrated Care Board"
 
 
 def _closed_port() -> int:
@@ -95,17 +98,19 @@ def test_a_terminal_failure_fails_the_task_at_once_without_retries(failed_runs):
 
 def test_the_alert_says_someone_must_act_and_why(failed_runs):
     *_, alerts = failed_runs
-    (alert,) = [a for a in alerts if TERMINAL_DAG in a["subject"]]
+    (alert,) = [a for a in alerts if TERMINAL_RETURN in a["subject"]]
+    assert TERMINAL_DAG not in alert["subject"]
     assert alert["subject"].endswith("someone must act")
     text = alert["text_body"]
     assert "Someone must act: council_referrals: SFTP connection partnerflow_sftp_council was refused" in text
     assert "does not pin the server's host key" in text and "ssh-keyscan -t ed25519" in text
-    assert "failed at once, without retries" in text
+    assert "failed at once, without retries" in text and "Not retrying: someone must act." in text
     assert "each after all its retries" not in text
+    assert f"DAG: {TERMINAL_DAG}" in text.split("FOR THE DATA TEAM")[1]
     assert "Someone must act:" in alert["html_body"]
 
 
 def test_a_transient_failure_is_still_retried(failed_runs):
     _, _, fetch, alerts = failed_runs
     assert (fetch["state"], fetch["try_number"]) == ("up_for_retry", 1)
-    assert not [a for a in alerts if TRANSIENT_DAG in a["subject"]]  # no alert before the retries are spent
+    assert not [a for a in alerts if TRANSIENT_RETURN in a["subject"]]  # no alert before the retries are spent

@@ -21,6 +21,8 @@ from tests.integration.ladder_world import outbox
 
 API_KEY = "SG.incidents.test"
 START = dt.datetime(2026, 10, 21, 9, 0, tzinfo=clock.LONDON)
+POLICE = "Police PPNs and DA incidents with a child present from Blanktown Police"
+REFERRALS = "Council referrals and assessments from Blanktown Council Children's Services"
 
 
 @pytest.fixture
@@ -73,9 +75,9 @@ def test_a_dag_failing_all_day_alerts_once_then_after_each_cool_down(engine, dem
 
     alerts = outbox(engine)
     assert sorted(alerts) == [first, "incident:ingest_police_ppn:2026Q3:incident=1:alert=2"]
-    assert alerts[first]["subject"] == "Blanktown SCP: ingest_police_ppn failing for Q2 2026/27"
+    assert alerts[first]["subject"] == f"Blanktown SCP: {POLICE} — we can't collect the Q2 2026/27 return"
     repeat = alerts["incident:ingest_police_ppn:2026Q3:incident=1:alert=2"]
-    assert repeat["subject"] == "Blanktown SCP: ingest_police_ppn still failing for Q2 2026/27"
+    assert repeat["subject"] == f"Blanktown SCP: {POLICE} — we still can't collect the Q2 2026/27 return"
     assert repeat["recipients"] == [p.email for p in demo_config.engineers]
     assert repeat["cc"] == [demo_config.officer.email]
 
@@ -93,7 +95,8 @@ def test_recovery_comes_once_when_everything_that_failed_works_again(engine, dem
         failures, resolved = conn.execute(sa.text("SELECT failures, resolved_at FROM ops.incidents")).one()
     assert failures == 2 and resolved == START + dt.timedelta(hours=1)
     recovery = outbox(engine)["incident-recovery:ingest_police_ppn:2026Q3:incident=1"]
-    assert recovery["subject"] == "Blanktown SCP: ingest_police_ppn working again for Q2 2026/27"
+    assert recovery["subject"] == f"Blanktown SCP: {POLICE} — we can collect the Q2 2026/27 return again"
+    assert "ingest_police_ppn" not in recovery["subject"]
 
 
 def test_a_flapping_dag_is_not_announced_again_within_the_cool_down(engine, demo_config: Partnership) -> None:
@@ -126,19 +129,70 @@ def test_the_notifiers_tell_people_through_the_outbox_and_sendgrid(
         ti = SimpleNamespace(dag_id="ingest_council_referrals", task_id=task_id)
         return {"ti": ti, "dag_run": dag_run, "exception": exception}
 
-    OutboxFailureAlert().notify(context("fetch", TimeoutError("row 7 had CANARY-42")))
-    OutboxFailureAlert().notify(context("fetch", TimeoutError("row 8 had CANARY-42")))
+    task = SimpleNamespace(
+        retries=3,
+        retry_delay=dt.timedelta(seconds=30),
+        retry_exponential_backoff=True,
+        max_retry_delay=dt.timedelta(minutes=30),
+    )
+    alert = OutboxFailureAlert(runs="whenever a file arrives and every 30 minutes", cron="*/30 * * * *")
+    alert.notify({**context("fetch", TimeoutError("row 7 had CANARY-42")), "task": task})
+    alert.notify({**context("fetch", TimeoutError("row 8 had CANARY-42")), "task": task})
     OutboxRecoveryNotice().notify(context("fetch"))
 
     sent = sink.messages()
     assert [m["subject"] for m in sent] == [
-        "Blanktown SCP: ingest_council_referrals failing for Q2 2026/27",
-        "Blanktown SCP: ingest_council_referrals working again for Q2 2026/27",
+        f"Blanktown SCP: {REFERRALS} — we can't collect the Q2 2026/27 return",
+        f"Blanktown SCP: {REFERRALS} — we can collect the Q2 2026/27 return again",
     ]
+    assert all("ingest_council_referrals" not in m["subject"] for m in sent)
     alert_text = next(c["value"] for c in sent[0]["content"] if c["type"] == "text/plain")
-    assert "The task fetch failed after all its retries (TimeoutError)." in alert_text
-    assert "https://airflow.example.org/dags/ingest_council_referrals/runs/manual__2026-10-21" in alert_text
+    officer_reads, data_team_reads = alert_text.split("FOR THE DATA TEAM")
+    assert "Due: Wednesday 21 October 2026" in officer_reads
+    assert (
+        "Board pack at risk: this return goes into the pack for the Board meeting on Thursday 10 December 2026, "
+        "due Thursday 3 December 2026" in officer_reads
+    )
+    # the retry schedule is the task's (the DAG's default_args); the next run is the DAG's clock's
+    assert (
+        "Retrying until it works: it runs whenever a file arrives and every 30 minutes (next at Wed 21 Oct 09:30),"
+        " and each run tries 4 times, waiting 30 seconds at first and up to 2 minutes between tries"
+    ) in officer_reads
+    assert "Nobody yet: partnerflow is retrying" in officer_reads
+    # the technical cause is for the data team only
+    for technical in ("TimeoutError", "fetch", "ingest_council_referrals", "/runs/"):
+        assert technical not in officer_reads, technical
+    assert "Task: fetch" in data_team_reads and "DAG: ingest_council_referrals" in data_team_reads
+    assert "Error: TimeoutError (the message is in the task log)" in data_team_reads
+    assert "https://airflow.example.org/dags/ingest_council_referrals/runs/manual__2026-10-21" in data_team_reads
+    # the officer is copied: the footer sends her to the data team, never to herself
+    footer = alert_text.split("\n--\n")[1]
+    assert demo_config.officer.email not in footer and "data.team@blanktown.example.org" in footer
     assert "CANARY" not in str(sent)
+
+
+def test_a_terminal_failure_says_who_must_act(engine, demo_config: Partnership, sink: SendgridSink) -> None:
+    from partnerflow.airflow.callbacks import SomeoneMustAct
+    from partnerflow.transport.errors import PartnerRefused, TransportRefused
+
+    dag_run = SimpleNamespace(conf={"period": "2026Q3"}, run_id="manual__2026-10-21")
+
+    def context(dag_id: str, error: Exception) -> dict:
+        ti = SimpleNamespace(dag_id=dag_id, task_id="fetch")
+        return {"ti": ti, "dag_run": dag_run, "exception": SomeoneMustAct(error)}
+
+    OutboxFailureAlert().notify(
+        context("ingest_council_referrals", TransportRefused("council_referrals: the server refused our key"))
+    )
+    OutboxFailureAlert().notify(
+        context("ingest_police_ppn", PartnerRefused("police_ppn: partner API forbids us this return (HTTP 403)"))
+    )
+    council, police = (next(c["value"] for c in m["content"] if c["type"] == "text/plain") for m in sink.messages())
+    assert council.split("\n\n")[2] == "Someone must act: council_referrals: the server refused our key"
+    assert "Not retrying: someone must act." in council
+    assert "WHO MUST ACT\nThe data team (data.team@blanktown.example.org)" in council
+    assert "Blanktown Police must act: please ask Public protection analyst (ppu.analyst@police" in police
+    assert "Error: PartnerRefused: police_ppn: partner API forbids us this return (HTTP 403)" in police
 
 
 def test_the_period_of_an_incident(demo_config: Partnership, var: Path) -> None:

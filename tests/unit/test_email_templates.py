@@ -108,19 +108,26 @@ def every_message(partnership: Partnership) -> dict[str, Message]:
         ),
         "incident": messages.incident_alert(
             partnership,
-            name="deadlines",
+            name="ingest_council_referrals",
             period_id="2026Q3",
             incident_id=1,
             alert_number=1,
-            failing=["run_ladder"],
-            detail="The task run_ladder failed after all its retries (OperationalError).",
+            failing=["fetch"],
+            detail="The task fetch failed after all its retries (TransportError).",
             opened_at=AT,
             failures=1,
-            run_url="/dags/deadlines/runs/x",
+            run_url="/dags/ingest_council_referrals/runs/x",
+            error="TransportError",
             cooldown_hours=6,
         ),
         "incident_recovery": messages.incident_recovery(
-            partnership, name="deadlines", period_id="2026Q3", incident_id=1, opened_at=AT, resolved_at=AT, failures=2
+            partnership,
+            name="ingest_council_referrals",
+            period_id="2026Q3",
+            incident_id=1,
+            opened_at=AT,
+            resolved_at=AT,
+            failures=2,
         ),
         "delivery_problem": messages.delivery_problem(
             partnership, incident_id=1, alert_number=1, problems=[problem], credentials_rejected=False
@@ -176,7 +183,9 @@ def test_each_email_is_well_formed_and_accessible(partnership: Partnership, name
     message = every_message(partnership)[name]
 
     assert message.subject.startswith(f"{partnership.short_name}: ")
-    assert "\n" not in message.subject and len(message.subject) <= 110, message.subject
+    # an incident names the partner and the return in full, as the configuration does
+    limit = 160 if name.startswith("incident") else 110
+    assert "\n" not in message.subject and len(message.subject) <= limit, message.subject
     assert partnership.name in message.text and partnership.name in message.html
     assert message.key in message.text and message.key in message.html
     assert not re.search(r"<[a-z/][^>]*>", message.text), "the plain-text part has HTML in it"
@@ -215,3 +224,15 @@ def test_periods_of_every_kind_read_well_in_subjects(partnership: Partnership) -
         message = messages.advance_reminder(partnership, feed, Period.from_id(period_id), due=DUE)
         assert f"for {words} due Wed 21 Oct" in message.subject
         assert Period.from_id(period_id).label in message.text
+
+
+@pytest.mark.parametrize("name", ["incident", "incident_recovery"])
+def test_incident_emails_name_the_partner_and_return_not_the_dag(partnership: Partnership, name: str) -> None:
+    message = every_message(partnership)[name]
+    assert "Council referrals and assessments from Blanktown Council Children's Services" in message.subject
+    assert "Q2 2026/27" in message.subject and "ingest_" not in message.subject
+    assert "ingest_council_referrals" in message.text.split("FOR THE DATA TEAM")[1]
+    assert "ingest_council_referrals" not in message.text.split("FOR THE DATA TEAM")[0]
+    if name == "incident":
+        assert "Due: Wednesday 21 October 2026" in message.text and "Board pack at risk" in message.text
+        assert "<h2>For the data team</h2>" in message.html

@@ -270,3 +270,109 @@ def test_message_key() -> None:
 def test_html_to_text() -> None:
     html = "<style>p {color: red}</style><h2>Title</h2><p>One <em>two</em>\n three</p><ul><li>a</li><li>b</li></ul>"
     assert messages.html_to_text(html) == "Title\n\nOne two three\n\n- a\n- b"
+
+
+# --- incident alerts, as the officer (copied) reads them -----------------------------------------------
+
+OPENED = dt.datetime(2026, 10, 21, 9, 0, tzinfo=dt.UTC)
+RETRYING = messages.Retrying(
+    tries=4,
+    first_wait=dt.timedelta(seconds=30),
+    longest_wait=dt.timedelta(minutes=30),
+    runs="every morning at 07:00",
+    next_run=dt.datetime(2026, 10, 22, 6, 0, tzinfo=dt.UTC),
+)
+
+
+def incident(partnership: Partnership, name: str, task: str, **extra) -> Message:
+    values = {"error": "OperationalError", "retrying": RETRYING, **extra}
+    return messages.incident_alert(
+        partnership,
+        name=name,
+        period_id="2026Q3",
+        incident_id=1,
+        alert_number=1,
+        failing=[task],
+        detail="",
+        opened_at=OPENED,
+        failures=1,
+        run_url=f"https://airflow.example.org/dags/{name}/runs/r1",
+        cooldown_hours=6,
+        as_of=OPENED.date(),
+        **values,
+    )
+
+
+def test_an_ingest_alert_names_the_partner_the_return_its_due_date_and_the_pack_at_risk(
+    partnership: Partnership,
+) -> None:
+    message = incident(partnership, "ingest_council_referrals", "fetch", error="TransportError")
+    assert message.subject == (
+        "Blanktown SCP: Council referrals and assessments from Blanktown Council Children's Services"
+        " — we can't collect the Q2 2026/27 return"
+    )
+    for part in (message.text, message.html):
+        officer_reads = part.split("For the data team" if part is message.html else "FOR THE DATA TEAM")[0]
+        assert "Q2 2026/27 (Jul–Sep 2026)" in officer_reads
+        assert "Wednesday 21 October 2026" in officer_reads  # due (core.periods), written by core.wording
+        assert "Board pack at risk" in officer_reads and "Thursday 3 December 2026" in officer_reads
+        assert "Retrying until it works: it runs every morning at 07:00 (next at Thu 22 Oct 07:00)" in officer_reads
+        assert "TransportError" not in officer_reads and "ingest_council_referrals" not in officer_reads
+    assert "Error: TransportError (the message is in the task log)" in message.text.split("FOR THE DATA TEAM")[1]
+
+
+def test_the_deadlines_board_pack_and_digest_alerts_say_what_did_not_happen(partnership: Partnership) -> None:
+    deadlines = incident(partnership, "deadlines", "run_ladder")
+    assert deadlines.subject == "Blanktown SCP: Reminders to partners not sent"
+    assert "Youth justice KPIs from Blanktown Youth Justice Service, Q2 2026/27 (Jul–Sep 2026): due" in deadlines.text
+    assert "Board pack: not directly at risk" in deadlines.text
+    built = incident(partnership, "board_pack", "build")
+    sent = incident(partnership, "board_pack", "distribute")
+    assert built.subject == "Blanktown SCP: Board pack for Q2 2026/27 not built"
+    assert sent.subject == "Blanktown SCP: Board pack for Q2 2026/27 not sent"
+    assert "Board pack at risk: the pack for the Board meeting on Thursday 10 December 2026" in built.text
+    digest = incident(partnership, "weekly_digest", "build_digest")
+    assert digest.subject == "Blanktown SCP: The weekly digest was not sent"
+    assert "Board pack: not affected." in digest.text
+    for message in (deadlines, built, sent, digest):
+        assert not any(dag in message.subject for dag in ("deadlines", "board_pack", "weekly_digest"))
+
+
+def test_a_terminal_alert_is_not_retrying_and_names_who_must_act(partnership: Partnership) -> None:
+    cause = "police_ppn: partner API forbids us this return (HTTP 403)"
+    message = incident(
+        partnership, "ingest_police_ppn", "fetch", error="PartnerRefused", must_act=cause, partner_must_act=True
+    )
+    assert message.subject.endswith("we can't collect the Q2 2026/27 return: someone must act")
+    assert message.text.split("\n\n")[2] == f"Someone must act: {cause}"
+    assert "Not retrying: someone must act." in message.text and "Retrying until" not in message.text
+    assert "Blanktown Police must act: please ask Public protection analyst (ppu.analyst@police" in message.text
+    data_team = incident(partnership, "ingest_police_ppn", "fetch", must_act="a setting", error="ConfigError")
+    assert "WHO MUST ACT\nThe data team (data.team@blanktown.example.org)" in data_team.text
+    assert "ppu.analyst" not in data_team.text
+
+
+def test_an_incident_footer_never_tells_the_officer_to_contact_herself(partnership: Partnership) -> None:
+    alert = incident(partnership, "deadlines", "run_ladder")
+    recovery = messages.incident_recovery(
+        partnership,
+        name="ingest_police_ppn",
+        period_id="2026Q3",
+        incident_id=1,
+        opened_at=OPENED,
+        resolved_at=OPENED,
+        failures=2,
+    )
+    assert partnership.officer.email in alert.cc
+    for message in (alert, recovery):
+        footer = message.text.split("\n--\n")[1]
+        assert partnership.officer.email not in footer and "Contact Data team (data.team@" in footer
+        assert partnership.officer.email not in message.html.split("<footer>")[1]
+    alone = partnership.model_copy(update={"engineers": (partnership.officer,)})
+    footer = incident(alone, "deadlines", "run_ladder").text.split("\n--\n")[1]
+    assert footer.startswith("Sent by partnerflow for Blanktown SCP.\n") and "Contact" not in footer
+    assert recovery.subject == (
+        "Blanktown SCP: Police PPNs and DA incidents with a child present from Blanktown Police"
+        " — we can collect the Q2 2026/27 return again"
+    )
+    assert "Nobody needs to do anything." in recovery.text

@@ -19,6 +19,7 @@ The period of an incident is the run's ``period`` (conf), else the collecting pe
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import os
@@ -46,6 +47,7 @@ class SomeoneMustAct(AirflowFailException):
     def __init__(self, error: TerminalError):
         self.cause = " ".join(str(error).split())[:CAUSE_LIMIT] or type(error).__name__
         self.kind = type(error).__name__
+        self.partner_must_act = error.partner_must_act
         super().__init__(f"someone must act: {self.cause}")
 
 
@@ -64,21 +66,37 @@ def fails_at_once_when_terminal(function: F) -> F:
 
 
 class OutboxFailureAlert(BaseNotifier):
-    """A task failed for good: record it in its DAG x period incident, alert unless within the cool-down."""
+    """A task failed for good: record it in its DAG x period incident, alert unless within the cool-down.
+
+    ``runs`` says in words when the DAG runs (``every 30 minutes``), ``cron`` and ``timezone`` give its clock
+    (none for a DAG started by assets only), so the alert can say when partnerflow tries again; the tries
+    per run and the waits between them are the failed task's own (the DAG's ``default_args``).
+    """
 
     template_fields = ()
+
+    def __init__(self, *, runs: str = "", cron: str | None = None, timezone: str = "UTC"):
+        super().__init__()
+        self.runs = runs
+        self.cron = cron
+        self.timezone = timezone
 
     def notify(self, context) -> None:
         from partnerflow import warehouse
         from partnerflow.core.config import partnership
+        from partnerflow.core.errors import PartnerflowError
         from partnerflow.notify import incidents
         from partnerflow.notify.sender import send_pending
 
         ti = context["ti"]
         dag_run = context["dag_run"]
         exception = context.get("exception")
-        must_act = exception.cause if isinstance(exception, SomeoneMustAct) else None
-        error = exception.kind if isinstance(exception, SomeoneMustAct) else type(exception).__name__
+        terminal = isinstance(exception, SomeoneMustAct)
+        must_act = exception.cause if terminal else None
+        error = exception.kind if terminal else type(exception).__name__
+        error_message = None
+        if not terminal and isinstance(exception, PartnerflowError):  # written by partnerflow: no values
+            error_message = " ".join(str(exception).split())[:CAUSE_LIMIT] or None
         try:
             config = partnership()
             eng = warehouse.engine()
@@ -91,12 +109,54 @@ class OutboxFailureAlert(BaseNotifier):
                 error=error if exception else "no error recorded",
                 run_url=run_url(ti.dag_id, dag_run.run_id),
                 must_act=must_act,
+                error_message=error_message,
+                retrying=None if terminal else self.retrying(context.get("task") or getattr(ti, "task", None)),
+                partner_must_act=terminal and exception.partner_must_act,
             )
             if key:
                 send_pending(eng)
         except Exception:
             # The alert route itself failing must not hide the original failure; Airflow shows both.
             log.exception("could not record the failure of %s.%s", ti.dag_id, ti.task_id)
+
+    def retrying(self, task: Any):
+        """How partnerflow goes on trying: the task's retries and waits, the DAG's next run; None when the
+        task's retry settings cannot be read."""
+        from partnerflow.notify.messages import Retrying
+
+        retries = getattr(task, "retries", None)
+        first_wait = getattr(task, "retry_delay", None)
+        if not isinstance(retries, int) or not isinstance(first_wait, dt.timedelta):
+            return None
+        longest = first_wait
+        if getattr(task, "retry_exponential_backoff", False) and retries > 1:
+            longest = first_wait * 2 ** (retries - 1)
+            ceiling = getattr(task, "max_retry_delay", None)
+            if isinstance(ceiling, dt.timedelta):
+                longest = min(longest, ceiling)
+        return Retrying(
+            tries=retries + 1,
+            first_wait=first_wait,
+            longest_wait=longest,
+            runs=self.runs or "on its schedule",
+            next_run=next_run(self.cron, self.timezone),
+        )
+
+
+def next_run(cron: str | None, timezone: str) -> dt.datetime | None:
+    """When a cron schedule next fires after partnerflow's clock (None without one, or if unreadable)."""
+    if not cron:
+        return None
+    from airflow.timetables.trigger import CronTriggerTimetable
+    from pendulum import instance
+
+    from partnerflow.core import clock
+
+    try:
+        return CronTriggerTimetable(cron, timezone=timezone)._get_next(instance(clock.now()))
+    except Exception:
+        log.warning("cannot work out the next run of %r", cron)
+        return None
 
 
 class OutboxRecoveryNotice(BaseNotifier):

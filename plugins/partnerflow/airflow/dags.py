@@ -26,16 +26,17 @@ DEADLINES_CRON = "0 7 * * *"
 DIGEST_CRON = "0 8 * * 1"
 
 
-def default_args() -> dict[str, Any]:
+def default_args(runs: str = "", cron: str | None = None, timezone: str = "UTC") -> dict[str, Any]:
     """Every task: retries with backoff for what may pass (``TransientError``, anything unexpected); a
-    ``TerminalError`` skips them (``fails_at_once_when_terminal`` on each task)."""
+    ``TerminalError`` skips them (``fails_at_once_when_terminal`` on each task). ``runs`` (words), ``cron`` and
+    ``timezone`` (the DAG's clock) let a failure alert say when partnerflow tries again."""
     return {
         "owner": OWNER,
         "retries": 3,
         "retry_delay": dt.timedelta(seconds=30),
         "retry_exponential_backoff": True,
         "max_retry_delay": dt.timedelta(minutes=30),
-        "on_failure_callback": [OutboxFailureAlert()],
+        "on_failure_callback": [OutboxFailureAlert(runs=runs, cron=cron, timezone=timezone)],
         "on_success_callback": [OutboxRecoveryNotice()],
     }
 
@@ -87,9 +88,11 @@ def ingest_dag(config: Partnership, feed: Feed) -> DAG:
         started_by = (
             f"a file arriving on `{feed.transport.directory}` (an SFTP watcher), with a safety-net run every 30 minutes"
         )
+        retry_args = default_args("whenever a file arrives and every 30 minutes", SAFETY_NET_CRON)
     else:
         schedule = CronTriggerTimetable(feed.transport.schedule, timezone="UTC")
         started_by = f"its schedule (`{feed.transport.schedule}`, UTC), polling the partner's API"
+        retry_args = default_args("on its polling schedule", feed.transport.schedule)
 
     with DAG(
         dag_id=f"ingest_{feed.id}",
@@ -97,7 +100,7 @@ def ingest_dag(config: Partnership, feed: Feed) -> DAG:
         schedule=schedule,
         catchup=False,
         max_active_runs=1,
-        default_args=default_args(),
+        default_args=retry_args,
         tags=["partnerflow", "ingest", f"partner:{partner.id}", f"dataset:{dataset.id}"],
         doc_md=_ingest_runbook(config, feed, started_by),
         params={"period": None},
@@ -142,7 +145,7 @@ def deadlines_dag(config: Partnership) -> DAG:
         schedule=CronTriggerTimetable(DEADLINES_CRON, timezone="Europe/London"),
         catchup=False,
         max_active_runs=1,
-        default_args=default_args(),
+        default_args=default_args("every morning at 07:00", DEADLINES_CRON, "Europe/London"),
         tags=["partnerflow", "deadlines"],
         doc_md=DEADLINES_RUNBOOK,
         params={"as_of": None},
@@ -168,7 +171,7 @@ def weekly_digest_dag(config: Partnership) -> DAG:
         schedule=CronTriggerTimetable(DIGEST_CRON, timezone="Europe/London"),
         catchup=False,
         max_active_runs=1,
-        default_args=default_args(),
+        default_args=default_args("every Monday at 08:00", DIGEST_CRON, "Europe/London"),
         tags=["partnerflow", "deadlines"],
         doc_md=DIGEST_RUNBOOK,
         params={"as_of": None},
@@ -216,7 +219,7 @@ def board_pack_dag(config: Partnership) -> DAG:
         schedule=AssetAny(*(published_asset(feed) for feed in config.feeds)),
         catchup=False,
         max_active_runs=1,
-        default_args=default_args(),
+        default_args=default_args("whenever a return is published"),
         tags=["partnerflow", "board-pack"],
         doc_md=BOARD_PACK_RUNBOOK,
         params={"period": None},

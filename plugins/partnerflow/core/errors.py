@@ -23,7 +23,13 @@ class PartnerDataError(PartnerflowError):
 
 
 class TerminalError(PartnerflowError):
-    """Someone must act before this can work: fail at once, no retries."""
+    """Someone must act before this can work: fail at once, no retries.
+
+    ``partner_must_act``: the partner, not the data team, must act (e.g. give us access again); the alert
+    then names the partner's contact. Otherwise (a connection, a credential, a setting) the data team acts.
+    """
+
+    partner_must_act: bool = False
 
 
 class TransientError(PartnerflowError):

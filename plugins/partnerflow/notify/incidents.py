@@ -141,6 +141,9 @@ def dag_task_failed(
     error: str,
     run_url: str,
     must_act: str | None = None,
+    error_message: str | None = None,
+    retrying: messages.Retrying | None = None,
+    partner_must_act: bool = False,
 ) -> str | None:
     """A task of ``dag_id`` failed after its retries, or at once when someone must act (``must_act``: the
     cause of a terminal failure): record it and, unless in the cool-down, put an alert to the engineers (cc
@@ -148,7 +151,8 @@ def dag_task_failed(
 
     ``error`` is the kind of error (an exception class name), never its message: that may carry values.
     ``must_act`` is the message of a partnerflow ``TerminalError``, which names things (a connection, a
-    file, a setting), never personal data.
+    file, a setting), never personal data; so is ``error_message`` (a partnerflow error's, or none).
+    ``retrying``: how the job goes on trying; ``partner_must_act``: the partner, not the data team, must act.
     """
     cooldown = dt.timedelta(hours=partnership.notifications.incidents.cooldown_hours)
     if must_act:
@@ -158,9 +162,10 @@ def dag_task_failed(
         )
     else:
         detail = f"The task {task_id} failed after all its retries ({error})."
+    now = clock.now()
     with engine.begin() as conn:
         failure = record_failure(
-            conn, name=dag_id, period_id=period_id, part=task_id, detail=detail, now=clock.now(), cooldown=cooldown
+            conn, name=dag_id, period_id=period_id, part=task_id, detail=detail, now=now, cooldown=cooldown
         )
         if not failure.alert_now:
             log.warning("%s failed at %s for %s; alerted within the cool-down already", dag_id, task_id, period_id)
@@ -179,6 +184,11 @@ def dag_task_failed(
             run_url=run_url,
             cooldown_hours=partnership.notifications.incidents.cooldown_hours,
             must_act=must_act,
+            error=error,
+            error_message=error_message,
+            retrying=retrying,
+            partner_must_act=partner_must_act,
+            as_of=clock.today(),
         )
         enqueue(conn, message)
     log.error("%s failed at %s for %s: alert %s enqueued", dag_id, task_id, period_id, message.key)

@@ -26,7 +26,14 @@ from markupsafe import Markup
 from partnerflow.core import wording
 from partnerflow.core.clock import LONDON
 from partnerflow.core.config import Feed, Partnership
-from partnerflow.core.periods import Period, add_working_days, board_meetings, schedule, working_days_between
+from partnerflow.core.periods import (
+    Period,
+    add_working_days,
+    board_meetings,
+    due_date,
+    schedule,
+    working_days_between,
+)
 from partnerflow.core.spreadsheet import spreadsheet_safe
 from partnerflow.notify.outbox import Attachment, Message, message_key
 
@@ -335,6 +342,100 @@ def weekly_digest(
     )
 
 
+@dataclass(frozen=True)
+class Retrying:
+    """How partnerflow goes on trying a failed job, from its DAG's retry settings and schedule.
+
+    ``tries``: attempts in one run (the first and its retries), ``first_wait`` to ``longest_wait`` apart;
+    ``runs``: when the job runs, in words (``every 30 minutes``); ``next_run``: its next run, if it has a clock.
+    """
+
+    tries: int
+    first_wait: dt.timedelta
+    longest_wait: dt.timedelta
+    runs: str
+    next_run: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a failing DAG is, for people: ``headline`` ends "…"; the return (ingest) or pack it is about."""
+
+    failing: str  # "we can't collect the Q2 2026/27 return"
+    working: str  # "we can collect the Q2 2026/27 return again"
+    title: str  # "Council referrals and assessments from Blanktown Council Children's Services"
+    feed: Feed | None
+    period: Period | None
+
+
+def _job(partnership: Partnership, dag_id: str, task_ids: Sequence[str], period_id: str | None) -> _Job:
+    """The plain words for a DAG (``ingest_<feed>``, ``deadlines``, ``weekly_digest``, ``board_pack``)."""
+    period = _period_or_none(period_id)
+    label = _quarter(period) if period else "this period's"
+    feed = next((f for f in partnership.feeds if dag_id == f"ingest_{f.id}"), None)
+    if feed is not None:
+        period = schedule(partnership, feed).period(period.id) if period else None
+        partner = partnership.partner(feed.partner)
+        collecting = not task_ids or "fetch" in task_ids
+        verb = "collect" if collecting else "check and publish"
+        return _Job(
+            failing=f"we can't {verb} the {label} return",
+            working=f"we can {verb} the {label} return again",
+            title=f"{feed.title} from {partner.name}",
+            feed=feed,
+            period=period,
+        )
+    if dag_id == "deadlines":
+        return _Job("reminders to partners not sent", "reminders to partners going out again", "Reminders", None, None)
+    if dag_id == "weekly_digest":
+        return _Job(
+            "the weekly digest was not sent", "the weekly digest is going out again", "Weekly digest", None, None
+        )
+    if dag_id == "board_pack":
+        built = not task_ids or "build" in task_ids
+        return _Job(
+            failing=f"Board pack for {label} not {'built' if built else 'sent'}",
+            working=f"Board pack for {label} on its way again",
+            title="Board pack",
+            feed=None,
+            period=period,
+        )
+    return _Job("a partnerflow job is failing", "a partnerflow job works again", "A partnerflow job", None, period)
+
+
+def _subject(partnership: Partnership, job: _Job, words: str) -> str:
+    if job.feed is not None:
+        return f"{partnership.short_name}: {job.title} — {words}"
+    return f"{partnership.short_name}: {words[0].upper()}{words[1:]}"
+
+
+def _data_team(partnership: Partnership) -> list[Any]:
+    """The people to contact about partnerflow itself: the engineers who are not the officer."""
+    return [p for p in partnership.engineers if p.email != partnership.officer.email]
+
+
+def _board_pack_risk(partnership: Partnership, job: _Job, due: dt.date | None, as_of: dt.date) -> str:
+    """One sentence: whether the Board pack is at risk, with its date from the calendar."""
+    if job.title == "Weekly digest":
+        return "Board pack: not affected."
+    after = due if due is not None else as_of
+    meeting = next((m for m in board_meetings(partnership) if m.pack_due >= max(after, as_of)), None)
+    if meeting is None:
+        return "Board pack: no Board meeting is set after this date, so no pack is at risk yet."
+    when = (
+        f"the pack for the Board meeting on {wording.long_date(meeting.meeting)}, "
+        f"due {wording.long_date(meeting.pack_due)}"
+    )
+    if job.feed is not None:
+        return (
+            f"Board pack at risk: this return goes into {when}. "
+            "If it is still missing then, the pack is built without it."
+        )
+    if job.title == "Board pack":
+        return f"Board pack at risk: {when}."
+    return f"Board pack: not directly at risk. The next one is {when}; a return that is not chased in time may miss it."
+
+
 def incident_alert(
     partnership: Partnership,
     *,
@@ -349,31 +450,67 @@ def incident_alert(
     run_url: str,
     cooldown_hours: float,
     must_act: str | None = None,
+    error: str = "",
+    error_message: str | None = None,
+    retrying: Retrying | None = None,
+    partner_must_act: bool = False,
+    as_of: dt.date | None = None,
 ) -> Message:
-    """To the engineers, cc the officer: a DAG is failing for a period (first alert, or still failing after
-    the cool-down). ``detail`` names the task and the kind of error only; ``must_act`` is the cause of a
-    terminal failure (no retries: someone must act), from a partnerflow error's message."""
-    period_text = _period_text(period_id)
+    """To the engineers, cc the officer: a job is failing for a period (first alert, or still failing after
+    the cool-down), in words the officer can act on.
+
+    The subject names the partner and the return (or the reminders, the digest, the Board pack), never the
+    DAG. The body says which return and due date are affected, whether the Board pack is at risk, what
+    partnerflow is doing (``retrying``, or not: someone must act) and who must act; the task, DAG, run and
+    error go in a section for the data team. ``must_act`` is the cause of a terminal failure (a partnerflow
+    error's message: names, never personal data); ``error`` the kind of error; ``error_message`` a
+    partnerflow error's message, never an arbitrary exception's (it may carry values).
+    """
+    as_of = as_of or opened_at.astimezone(LONDON).date()
     again = alert_number > 1
-    subject = f"{partnership.short_name}: {name} {'still failing' if again else 'failing'}"
-    subject += f" for {period_text}" if period_text else ""
-    subject += ": someone must act" if must_act else ""
+    job = _job(partnership, name, failing, period_id)
+    words = job.failing.replace("we can't", "we still can't") if again else job.failing
+    subject = _subject(partnership, job, words) + (": someone must act" if must_act else "")
+    partner = partnership.partner(job.feed.partner) if job.feed is not None else None
+    due = due_date(partnership, job.feed, job.period) if job.feed is not None and job.period else None
+    returns = []
+    if job.title == "Reminders":
+        for feed in partnership.feeds:
+            period = schedule(partnership, feed).collecting_period(as_of)
+            returns.append(
+                {
+                    "title": feed.title,
+                    "partner": partnership.partner(feed.partner).name,
+                    "period": period.label,
+                    "due": due_date(partnership, feed, period),
+                }
+            )
     return _build(
         partnership,
         kind=INCIDENT,
         key=message_key(INCIDENT, name, period_id or "none", incident=incident_id, alert=alert_number),
-        feed_id=None,
+        feed_id=job.feed.id if job.feed is not None else None,
         period_id=period_id or None,
         recipients=tuple(p.email for p in partnership.engineers),
         cc=(partnership.officer.email,),
         subject=subject,
         template="incident",
         context={
+            "job": job,
+            "headline": words[0].upper() + words[1:],
+            "partner": partner,
+            "due": due,
+            "returns": returns,
+            "board_pack": _board_pack_risk(partnership, job, due, as_of),
+            "retrying": retrying,
+            "partner_must_act": bool(must_act) and partner_must_act and partner is not None,
+            "data_team": _data_team(partnership),
             "name": name,
-            "period_text": period_text,
             "again": again,
             "failing": list(failing),
             "detail": detail,
+            "error": error,
+            "error_message": error_message,
             "opened_at": opened_at,
             "failures": failures,
             "run_url": run_url,
@@ -394,27 +531,33 @@ def incident_recovery(
     failures: int,
     title: str | None = None,
 ) -> Message:
-    """To the engineers, cc the officer: what was failing works again. ``title`` names it for people
-    (default: ``name``, a dag_id)."""
-    period_text = _period_text(period_id)
-    title = title or name
-    subject = f"{partnership.short_name}: {title} working again" + (f" for {period_text}" if period_text else "")
+    """To the engineers, cc the officer: what was failing works again, in the alert's plain words (``name``
+    a DAG id, told as the return, reminders, digest or pack it is about); ``title`` names anything else
+    (e.g. "Email delivery through SendGrid")."""
+    if title:
+        job = _Job(f"{title} failing", f"{title} working again", title, None, _period_or_none(period_id))
+        subject = f"{partnership.short_name}: {job.working}"
+    else:
+        job = _job(partnership, name, (), period_id)
+        subject = _subject(partnership, job, job.working)
     return _build(
         partnership,
         kind=INCIDENT_RECOVERY,
         key=message_key(INCIDENT_RECOVERY, name, period_id or "none", incident=incident_id),
-        feed_id=None,
+        feed_id=job.feed.id if job.feed is not None else None,
         period_id=period_id or None,
         recipients=tuple(p.email for p in partnership.engineers),
         cc=(partnership.officer.email,),
         subject=subject,
         template="incident_recovery",
         context={
-            "name": title,
-            "period_text": period_text,
+            "job": job,
+            "headline": job.working[0].upper() + job.working[1:],
+            "name": name,
             "opened_at": opened_at,
             "resolved_at": resolved_at,
             "failures": failures,
+            "data_team": _data_team(partnership),
         },
     )
 
@@ -625,6 +768,7 @@ def _environment() -> jinja2.Environment:
     env.filters.update(wording.FILTERS)
     env.filters["time"] = _london_time
     env.filters["quarter"] = _quarter
+    env.filters["wait"] = _wait
     env.globals["how_to_send"] = _how_to_send
     return env
 
@@ -703,6 +847,16 @@ def _london_time(moment: dt.datetime) -> str:
     return f"{wording.day_in_year(local.date())} {local:%H:%M}"
 
 
+def _wait(delay: dt.timedelta) -> str:
+    """``30 seconds``, ``30 minutes``, ``2 hours``: a wait between tries."""
+    seconds = int(delay.total_seconds())
+    if seconds % 3600 == 0 and seconds:
+        return wording.count(seconds // 3600, "hour")
+    if seconds % 60 == 0 and seconds:
+        return wording.count(seconds // 60, "minute")
+    return wording.count(seconds, "second")
+
+
 def _short(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -716,12 +870,6 @@ def unique_addresses(addresses: Iterable[str]) -> list[str]:
         if address and address not in seen:
             seen.append(address)
     return seen
-
-
-def _period_text(period_id: str | None) -> str:
-    """``Q2 2026/27`` for a period id; the id itself if it is not one; empty for none."""
-    period = _period_or_none(period_id)
-    return _quarter(period) if period else (period_id or "")
 
 
 def _period_or_none(period_id: str | None) -> Period | None:

@@ -11,3 +11,9 @@ class TransportError(TransientError):
 
 class TransportRefused(TerminalError):
     """The partner's server or we refused the connection (host key, credentials): someone has to act."""
+
+
+class PartnerRefused(TransportRefused):
+    """The partner's server refuses us something only the partner can grant (HTTP 403): the partner must act."""
+
+    partner_must_act = True

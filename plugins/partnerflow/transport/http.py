@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from partnerflow.core.config import HttpTransport
-from partnerflow.transport.errors import TransportError, TransportRefused
+from partnerflow.transport.errors import PartnerRefused, TransportError, TransportRefused
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class PartnerApiReader:
                     f"(connection {self.transport.connection})"
                 )
         if response.status_code == 403:
-            raise TransportRefused(f"{self.feed_id}: partner API forbids us this return (HTTP 403)")
+            raise PartnerRefused(f"{self.feed_id}: partner API forbids us this return (HTTP 403)")
         return response
 
     def _send(self, hook: Any, path: str, params: dict[str, Any] | None, auth: Any) -> Any:
