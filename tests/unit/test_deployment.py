@@ -188,6 +188,10 @@ def test_init_migrates_airflow_and_the_warehouse_before_anything_starts(services
     assert "airflow db check-migrations" in script
     assert "partnerflow migrate" in script
     assert "PARTNERFLOW_WAREHOUSE_URL" in env
+    # The Submissions page's permission, for the FAB auth manager this file configures, after Airflow's schema.
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("FabAuthManager")
+    grant = script.index("python -m partnerflow.airflow.access Admin Op")
+    assert script.index("airflow db check-migrations") < grant
 
 
 def test_postgres_creates_the_warehouse_database_beside_airflows(
