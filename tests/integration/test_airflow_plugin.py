@@ -1,8 +1,10 @@
-"""The Submissions page in the Airflow UI: registered with Airflow, refused to strangers, right for signed-in users.
+"""The Submissions page in the Airflow UI: registered with Airflow, refused to strangers and to signed-in users
+without partnerflow's permission, right for those with it.
 
-Authentication is Airflow's own: the SimpleAuthManager signs a JWT exactly as the API server's login does, and
-``requires_authenticated()`` checks it (signature, expiry, and the revoked-token list in Airflow's metadata
-database, here a throw-away SQLite file holding that one table).
+Authentication and authorisation are Airflow's own: the SimpleAuthManager (the demo's) and the FAB auth manager
+(the compose deployment's) sign JWTs exactly as the API server's login does; Airflow's ``get_user`` checks them
+(signature, expiry, and the revoked-token list in Airflow's metadata database, here a throw-away SQLite file) and
+the auth manager decides on the permission (``partnerflow.airflow.access``).
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import scoped_session, sessionmaker
 
 from partnerflow import warehouse
+from partnerflow.airflow import access
 from partnerflow.airflow.plugin import URL_PREFIX, PartnerflowPlugin
 from partnerflow.core import clock
 
 PAGE = f"{URL_PREFIX}/submissions"
 JSON_PAGE = f"{URL_PREFIX}/submissions.json"
 UI_COOKIE = COOKIE_NAME_JWT_TOKEN  # the Airflow UI's session: a JWT in a cookie
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 TODAY = dt.datetime(2026, 10, 26, 9, 0, tzinfo=dt.UTC)  # police_ppn's 2026Q3 return, due 21 October, is late
 
 
@@ -58,6 +62,58 @@ def auth_manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Si
     metadata.dispose()
 
 
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+
+
+@pytest.fixture
+def fab_auth_manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BaseAuthManager]:
+    """The FAB auth manager of the compose deployment, on a throw-away SQLite metadata database holding FAB's
+    users, roles and permissions (and the revoked-token table), with a fresh JWT secret."""
+    from airflow.providers.fab.auth_manager.fab_auth_manager import FabAuthManager
+    from airflow.providers.fab.auth_manager.models import model_metadata
+
+    url = f"sqlite:///{tmp_path / 'airflow-metadata.db'}"
+    for name, value in {
+        "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url,
+        "AIRFLOW__FAB__CONFIG_FILE": str(tmp_path / "webserver_config.py"),  # absent: FAB's defaults
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
+        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+    }.items():
+        monkeypatch.setenv(name, value)
+    _forget_jwt_keys()
+    metadata = sa.create_engine(url, connect_args={"check_same_thread": False})
+    model_metadata.create_all(metadata)
+    RevokedToken.__table__.create(metadata)
+    monkeypatch.setattr(settings, "engine", metadata)
+    monkeypatch.setattr(settings, "SQL_ALCHEMY_CONN", url)
+    monkeypatch.setattr(settings, "Session", scoped_session(sessionmaker(bind=metadata, expire_on_commit=False)))
+    manager = FabAuthManager()
+    manager.cache.clear()  # FAB keeps signed-in users, by id, for [fab] cache_ttl seconds (class-wide)
+    monkeypatch.setattr(api_app._AuthManagerState, "instance", manager)
+    yield manager
+    manager.cache.clear()
+    _forget_jwt_keys()
+    metadata.dispose()
+
+
+def fab_tokens(manager: BaseAuthManager, roles: dict[str, str]) -> dict[str, str]:
+    """A FAB user per ``username: role`` and a JWT for each, as FAB's login issues them."""
+    from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
+
+    tokens = {}
+    with get_application_builder() as appbuilder:
+        security = appbuilder.sm
+        for username, role in roles.items():
+            if security.find_role(role) is None:
+                security.add_role(role)
+            user = security.add_user(
+                username, username, "Tester", f"{username}@example.org", security.find_role(role), password="unused"
+            )
+            tokens[username] = manager.generate_jwt(user)
+    return tokens
+
+
 def _forget_jwt_keys() -> None:
     BaseAuthManager._get_token_signer.cache_clear()
     BaseAuthManager._get_token_validator.cache_clear()
@@ -73,8 +129,8 @@ def client() -> Iterator[TestClient]:
         yield test_client
 
 
-def token_for(manager: SimpleAuthManager, username: str = "officer") -> str:
-    return manager.generate_jwt(SimpleAuthManagerUser(username=username, role="viewer"))
+def token_for(manager: SimpleAuthManager, username: str = "officer", role: str = "op") -> str:
+    return manager.generate_jwt(SimpleAuthManagerUser(username=username, role=role))
 
 
 def get_with_ui_cookie(client: TestClient, path: str, token: str):
@@ -255,6 +311,61 @@ def test_every_route_refuses_requests_without_a_valid_token(auth_manager, client
         assert get_with_ui_cookie(client, path, forged).status_code in (401, 403), path
     assert client.get(f"{URL_PREFIX}/docs").status_code == 404
     assert client.get(f"{URL_PREFIX}/openapi.json").status_code == 404
+
+
+@pytest.mark.parametrize("role", ["viewer", "user", None])
+def test_a_signed_in_user_without_the_op_or_admin_role_is_refused(
+    auth_manager, client: TestClient, submissions, role: str | None
+) -> None:
+    """SimpleAuthManager has roles, not permissions: the partners' returns are for Op and Admin only."""
+    token = token_for(auth_manager, username="someone", role=role)
+    for path in (PAGE, JSON_PAGE, f"{PAGE}/files/1"):
+        for response in (
+            get_with_ui_cookie(client, path, token),
+            client.get(path, headers={"Authorization": f"Bearer {token}"}),
+        ):
+            assert response.status_code == 403, path
+            assert "Partnerflow Submissions" in response.json()["detail"]
+            assert "Council" not in response.text
+    for allowed in ("op", "admin", "ADMIN"):
+        assert get_with_ui_cookie(client, PAGE, token_for(auth_manager, role=allowed)).status_code == 200
+
+
+def test_under_fab_only_roles_holding_the_partnerflow_permission_see_the_page(
+    fab_auth_manager, client: TestClient, submissions, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The compose deployment: airflow-init grants the permission to Admin and Op; other roles get 403 until
+    an admin grants it to them (here with the same command, naming a custom role)."""
+    assert access.main([]) == 0  # what airflow-init runs
+    assert "held by: Admin, Op" in capsys.readouterr().out
+    tokens = fab_tokens(
+        fab_auth_manager, {"ada": "Admin", "otto": "Op", "vera": "Viewer", "uma": "User", "pam": "Performance officer"}
+    )
+
+    def status(username: str, path: str = JSON_PAGE) -> int:
+        return client.get(path, headers={"Authorization": f"Bearer {tokens[username]}"}).status_code
+
+    for path in (PAGE, JSON_PAGE, f"{PAGE}/files/1"):
+        for username in ("vera", "uma", "pam"):
+            assert status(username, path) == 403, (username, path)
+        refused = get_with_ui_cookie(client, path, tokens["vera"])
+        assert refused.status_code == 403
+        assert "Partnerflow Submissions" in refused.json()["detail"]
+    assert [status("ada"), status("otto")] == [200, 200]
+    assert get_with_ui_cookie(client, PAGE, tokens["otto"]).status_code == 200
+
+    assert access.main(["Performance officer"]) == 0
+    fab_auth_manager.cache.clear()  # as [fab] cache_ttl (30 s) passing: FAB reads the user's roles again
+    assert (status("pam"), status("vera")) == (200, 403)
+    assert access.main(["No such role"]) == 1
+    assert "no such Airflow role: No such role" in capsys.readouterr().out
+
+
+def test_the_grant_command_leaves_other_auth_managers_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW__CORE__AUTH_MANAGER", SIMPLE_AUTH_MANAGER)
+        assert access.main([]) == 0
+    assert "Nothing to do" in capsys.readouterr().out
 
 
 def test_a_signed_in_user_sees_the_matrix_in_the_embedded_page(auth_manager, client: TestClient, submissions) -> None:

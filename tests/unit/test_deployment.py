@@ -188,6 +188,10 @@ def test_init_migrates_airflow_and_the_warehouse_before_anything_starts(services
     assert "airflow db check-migrations" in script
     assert "partnerflow migrate" in script
     assert "PARTNERFLOW_WAREHOUSE_URL" in env
+    # The Submissions page's permission, for the FAB auth manager this file configures, after Airflow's schema.
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("FabAuthManager")
+    grant = script.index("python -m partnerflow.airflow.access Admin Op")
+    assert script.index("airflow db check-migrations") < grant
 
 
 def test_postgres_creates_the_warehouse_database_beside_airflows(
@@ -498,3 +502,21 @@ def _environment_nodes(root: yaml.Node, service: str) -> list[yaml.Node]:
         if env is not None:
             return _merged(env)
     return []
+
+
+def test_every_airflow_service_sends_metrics_to_the_statsd_exporter(services: dict[str, Any]) -> None:
+    """Airflow's metrics, partnerflow's among them, go by StatsD to statsd-exporter, mapped per feed."""
+    import yaml
+
+    exporter = services["statsd-exporter"]
+    for name, service in services.items():
+        if name.startswith("airflow-"):
+            env = environment(service)
+            assert env["AIRFLOW__METRICS__STATSD_ON"] == "${AIRFLOW_STATSD_ON:-true}", name
+            assert env["AIRFLOW__METRICS__STATSD_HOST"] == "${AIRFLOW_STATSD_HOST:-statsd-exporter}", name
+            assert env["AIRFLOW__METRICS__STATSD_PORT"] == "${AIRFLOW_STATSD_PORT:-9125}", name
+            assert env["AIRFLOW__METRICS__STATSD_PREFIX"] == "airflow", name
+    assert "9125/udp" in exporter["expose"]
+    mapping_file = next(v.split(":")[0] for v in exporter["volumes"] if v.endswith("mapping.yml:ro"))
+    mappings = yaml.safe_load((REPO / mapping_file).read_text())["mappings"]
+    assert {"match": "airflow.partnerflow.*.*", "name": "partnerflow_$1", "labels": {"feed": "$2"}} in mappings

@@ -8,9 +8,11 @@ Pitfalls:
     imports nothing heavy at the top: FastAPI, Airflow's API security module and the warehouse are imported
     when the API server first reads :attr:`PartnerflowPlugin.fastapi_apps`.
     Apps mounted by plugins are not behind Airflow's login. Every route here depends on
-    ``requires_authenticated()``, which accepts the JWT the Airflow UI already holds (the ``_token`` cookie
-    the browser sends to the embedded page) or an ``Authorization: Bearer`` header. The app has no
-    OpenAPI or docs routes, which would not carry that dependency.
+    ``access.requires_submissions_access()``: Airflow's ``get_user`` accepts the JWT the Airflow UI already
+    holds (the ``_token`` cookie the browser sends to the embedded page) or an ``Authorization: Bearer``
+    header, then the auth manager decides whether that user holds partnerflow's permission
+    (``airflow/access.py``); others get 403. The app has no OpenAPI or docs routes, which would not carry
+    that dependency.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from partnerflow.airflow import access
 from partnerflow.core import wording
 
 if TYPE_CHECKING:
@@ -39,9 +42,8 @@ TEMPLATES_DIR = Path(__file__).parent / "ui"
 
 
 def create_app() -> FastAPI:
-    """The partnerflow web app: the submissions matrix as a page and as JSON, for signed-in Airflow users only."""
+    """The partnerflow web app: the submissions matrix as a page and as JSON, for holders of its permission."""
     import jinja2
-    from airflow.api_fastapi.core_api.security import requires_authenticated
     from fastapi import Depends, FastAPI
     from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -56,7 +58,7 @@ def create_app() -> FastAPI:
 
     app = FastAPI(
         title="partnerflow",
-        dependencies=[Depends(requires_authenticated())],
+        dependencies=[Depends(access.requires_submissions_access())],
         openapi_url=None,
         docs_url=None,
         redoc_url=None,

@@ -41,9 +41,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from partnerflow.core import clock
+from partnerflow.core import clock, metrics
 from partnerflow.core.config import Feed, Ladder, Partnership
-from partnerflow.core.periods import FeedSchedule, Period, add_working_days, after_go_live, iso_day, schedule
+from partnerflow.core.periods import (
+    FeedSchedule,
+    Period,
+    add_working_days,
+    after_go_live,
+    iso_day,
+    schedule,
+    working_days_between,
+)
 from partnerflow.notify import messages
 from partnerflow.notify.outbox import Message, enqueue
 from partnerflow.warehouse import ledger
@@ -143,17 +151,36 @@ def run_ladder(engine: Engine, partnership: Partnership, *, as_of: dt.date, toda
         with engine.connect() as conn:
             periods = _with_extended_due_dates(conn, sched, feed, periods_to_chase(sched, as_of), as_of)
         collecting = sched.collecting_period(as_of)
+        chased = []
         for period in periods:
             if not after_go_live(partnership, period):
                 log.info("ladder: %s %s ended before go-live; not chasing", feed.id, period.id)
                 continue
+            chased.append(period.id)
             with engine.begin() as conn:
                 enqueued += _chase(
                     conn, partnership, feed, sched, period, as_of=as_of, today=today, start=period == collecting
                 )
+        if as_of == today:  # a backfill's view of the deadlines is not today's
+            with engine.connect() as conn:
+                due = _next_due(conn, sched, feed, chased, collecting)
+            metrics.gauge("working_days_to_due", feed.id, working_days_between(as_of, due))
     if enqueued:
         log.info("ladder as of %s: enqueued %s", as_of, ", ".join(enqueued))
     return enqueued
+
+
+_OLDEST_OPEN_DUE = sa.text(
+    "SELECT min(due_date) FROM ops.submissions"
+    " WHERE feed_id = :feed_id AND state <> 'published' AND period_id = ANY(:period_ids)"
+)
+
+
+def _next_due(conn: Connection, sched: FeedSchedule, feed: Feed, chased: list[str], collecting: Period) -> dt.date:
+    """The due date of the feed's oldest return still open among those chased; when every one is in, the
+    next period's."""
+    oldest = conn.execute(_OLDEST_OPEN_DUE, {"feed_id": feed.id, "period_ids": chased}).scalar_one()
+    return oldest if oldest is not None else sched.due_date(collecting.next())
 
 
 def run_day(

@@ -65,6 +65,7 @@ from sendgrid.helpers.mail import (
 )
 from sqlalchemy.engine import Connection, Engine
 
+from partnerflow.core import metrics
 from partnerflow.core.config import Notifications, Partnership
 from partnerflow.core.config import partnership as configured_partnership
 from partnerflow.core.errors import TerminalError
@@ -211,6 +212,7 @@ def send_pending(
         _log_outcome(row["key"], outcome)
         if outcome.credentials_rejected:
             _check_delivery(engine, settings, delivered=counts["sent"], credentials_rejected=True, now=now)
+            report_outbox(engine)
             raise SendgridCredentialsRejected(
                 f"SendGrid refused the API key ({outcome.reason}); nothing more was sent. "
                 "Check PARTNERFLOW_SENDGRID_API_KEY and that it has the mail.send permission."
@@ -218,7 +220,22 @@ def send_pending(
         if outcome.stop_draining:
             break
     _check_delivery(engine, settings, delivered=counts["sent"], credentials_rejected=False, now=now)
+    report_outbox(engine)
     return SendSummary(sent=counts["sent"], retried=counts["pending"], dead=counts["dead"], blocked=counts["blocked"])
+
+
+_OUTBOX_BY_FEED = sa.text(
+    "SELECT feed_id, count(*) FILTER (WHERE state = 'pending') AS backlog,"
+    " count(*) FILTER (WHERE state = 'dead') AS dead FROM ops.notifications GROUP BY feed_id"
+)
+
+
+def report_outbox(engine: Engine) -> None:
+    """Per feed, the messages still waiting and those given up on, as metrics (``core.metrics``)."""
+    with engine.connect() as conn:
+        for feed_id, backlog, dead in conn.execute(_OUTBOX_BY_FEED):
+            metrics.gauge("outbox_backlog", feed_id, backlog)
+            metrics.gauge("outbox_dead_letters", feed_id, dead)
 
 
 def _check_delivery(

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from partnerflow import warehouse
-from partnerflow.core import clock
+from partnerflow.core import clock, metrics
 from partnerflow.core.config import Feed, HttpTransport, Partnership, SftpTransport
 from partnerflow.core.periods import Period, ascii_folded, due_date, schedule
 from partnerflow.notify import messages
@@ -120,6 +120,8 @@ def _record_near_miss(eng: Engine, partnership: Partnership, feed: Feed, name: s
         )
         if new:
             enqueue(conn, message)
+    if new:
+        metrics.count("files_ignored", feed.id)
     log.warning(
         "%s: ignored %s, which looks like the feed's pattern %s but %s; expected %s (%s)",
         feed.id,
@@ -392,5 +394,8 @@ def _record(
                 dataset=partnership.dataset(feed.dataset),
                 report=failure_report(code, message),
             ).state
+    metrics.count("files_received", feed.id)
+    if state == ledger.REJECTED:
+        metrics.count("files_rejected", feed.id)
     log.info("%s: received %s for %s as file %s (%s)", feed.id, source_name, period_id, received.id, state)
     return received.id

@@ -8,11 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from typing import Any
 
 from partnerflow import warehouse
 from partnerflow.contracts import suites
-from partnerflow.core import clock
+from partnerflow.core import clock, metrics
 from partnerflow.core.config import Partnership, partnership
 from partnerflow.core.periods import Period, collecting_period, iso_day
 from partnerflow.intake import reader
@@ -83,6 +84,7 @@ def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = No
             else:
                 with eng.connect() as conn:
                     baseline = volume_baseline(conn, feed.id, dataset)
+                started = time.monotonic()
                 checked = suites.validate_staged(
                     warehouse_url=warehouse.warehouse_url(),
                     table=staged.table,
@@ -90,11 +92,13 @@ def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = No
                     period=period,
                     volume_baseline=baseline,
                 )
+                metrics.timing("validation", feed_id, time.monotonic() - started)
                 # Intake's row problems (the file is rejected, but its other rows were staged) and notes join
                 # the contract's failures: the partner hears of everything in one report.
                 report = staged.with_contract(json.loads(checked.to_json()))
                 decide_with = publish if report["passed"] else quarantine
                 outcome = decide_with(eng, config, file_id=file_id, feed=feed, dataset=dataset, report=report)
+            _count_outcome(outcome)
             if outcome.state == ledger.PUBLISHED and getattr(feed.transport, "processed_directory", None):
                 collect.move_to_processed(feed, [file_id])
             outcomes.append(outcome.as_dict())
@@ -102,6 +106,14 @@ def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = No
         for line in decision_lines(conn, outcomes):
             log.info("%s", line)
     return outcomes
+
+
+def _count_outcome(outcome: Outcome) -> None:
+    if outcome.state == ledger.PUBLISHED:
+        metrics.count("files_published", outcome.feed_id)
+        metrics.count("rows_published", outcome.feed_id, outcome.rows)
+    elif outcome.state == ledger.REJECTED:
+        metrics.count("files_rejected", outcome.feed_id)
 
 
 def decision_lines(conn: Any, outcomes: list[dict[str, Any]]) -> list[str]:
