@@ -12,6 +12,7 @@ from pathlib import Path
 
 from partnerflow.cli import calendar
 from partnerflow.core.devtools import dev_tool
+from partnerflow.pipeline import backfill as backfill_command
 from partnerflow.pipeline import dry_run as validate_command
 from partnerflow.report import approval as approve_pack_command
 
@@ -38,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("--period", help="the period it is for, e.g. 2026Q3 (default: from the file name)")
     validate.add_argument("--contracts", type=Path, help="a folder of (draft) contracts instead of expectations/")
     validate.add_argument("--json", action="store_true", help="print the report as stored, in JSON")
+
+    backfill_command.add_arguments(
+        commands.add_parser(
+            "backfill",
+            help="load past returns from a folder through the normal checks and publish; no e-mails for past periods",
+        )
+    )
 
     approve = commands.add_parser("approve-pack", help="approve the Board pack waiting for a period, e.g. 2026Q3")
     approve.add_argument("period", help="the period id, e.g. 2026Q3")
@@ -112,6 +120,14 @@ COMMANDS = {"check-config": _check_config, "migrate": _migrate, "status": _statu
 COMMANDS["calendar"] = calendar.run
 COMMANDS["validate"] = validate_command.run
 COMMANDS["approve-pack"] = approve_pack_command.run
+
+
+def _backfill(args) -> int:
+    with _warehouse_environment():
+        return backfill_command.run(args)
+
+
+COMMANDS["backfill"] = _backfill
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -50,13 +50,20 @@ def fetch(feed_id: str, *, period_id: str | None = None, config: Partnership | N
         return ledger.pending(conn, feed_id)
 
 
-def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = None) -> list[dict[str, Any]]:
-    """Stage, check and publish or quarantine each file, oldest first; return each file's outcome."""
+def decide(
+    feed_id: str, file_ids: list[int], *, config: Partnership | None = None, history: bool = False
+) -> list[dict[str, Any]]:
+    """Stage, check and publish or quarantine each file, oldest first; return each file's outcome.
+
+    ``history`` is for past periods replayed by ``partnerflow backfill``: the same checks and publish, but
+    no receipt or rejection e-mail, and nothing moved on the partner's server (the files came from a folder).
+    """
     config = config or partnership()
     feed = config.feed(feed_id)
     dataset = config.dataset(feed.dataset)
     eng = warehouse.engine()
     key = pseudonym_key()
+    notify = not history
     outcomes = []
     for file_id in sorted(file_ids):
         with deciding(eng, file_id) as received:  # a concurrent run of the same file waits, then skips it
@@ -75,7 +82,9 @@ def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = No
                     declared_rows=received.declared_rows,
                 )
             except reader.FileRejected as rejected:
-                outcome = quarantine(eng, config, file_id=file_id, feed=feed, dataset=dataset, report=rejected.report)
+                outcome = quarantine(
+                    eng, config, file_id=file_id, feed=feed, dataset=dataset, report=rejected.report, notify=notify
+                )
             else:
                 with eng.connect() as conn:
                     baseline = volume_baseline(conn, feed.id, dataset)
@@ -88,8 +97,11 @@ def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = No
                 )
                 report = json.loads(checked.to_json())
                 decide_with = publish if report["passed"] else quarantine
-                outcome = decide_with(eng, config, file_id=file_id, feed=feed, dataset=dataset, report=report)
-            if outcome.state == ledger.PUBLISHED and getattr(feed.transport, "processed_directory", None):
+                outcome = decide_with(
+                    eng, config, file_id=file_id, feed=feed, dataset=dataset, report=report, notify=notify
+                )
+            moves = not history and getattr(feed.transport, "processed_directory", None)
+            if moves and outcome.state == ledger.PUBLISHED:
                 collect.move_to_processed(feed, [file_id])
             outcomes.append(outcome.as_dict())
     return outcomes
