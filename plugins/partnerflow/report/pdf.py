@@ -30,7 +30,9 @@ RAG_COLOURS = {"red": (212, 53, 28), "amber": (244, 119, 56), "green": (0, 112, 
 RAG_TEXT = {"red": WHITE, "amber": BLACK, "green": WHITE, "none": BLACK}
 TILES_PER_ROW = 4
 TILE_HEIGHT = 31.5
-CHART_WIDTH, CHART_HEIGHT = 86.0, 44.0
+CHART_WIDTH, CHART_HEIGHT = 86.0, 34.0
+CHART_TITLE_LINES, CHART_TITLE_LINE = 2, 3.6  # a chart's title wraps within its own column, never into the next
+TILE_TITLE_LINES, TILE_TITLE_SIZES = 3, (7.0, 6.5, 6.0, 5.5)  # a long tile title is set smaller, never cut
 
 
 def render_pdf(content: PackContent, edition: Edition) -> tuple[bytes, int]:
@@ -214,9 +216,11 @@ def _tile(pdf: _PackPdf, row: KpiRow, x: float, y: float, width: float) -> None:
     pdf.set_fill_color(*RAG_COLOURS[row.rag])
     pdf.rect(x, y, width, 2.2, style="F")
     inner = width - 4
-    pdf.set_font(FONT, "B", 7)
+    size = _fitting_size(pdf, row.title, inner, TILE_TITLE_LINES, TILE_TITLE_SIZES)
+    pdf.set_font(FONT, "B", size)
     pdf.set_xy(x + 2, y + 3.3)
-    pdf.multi_cell(inner, 3.1, _fit_lines(pdf, row.title, inner, 3), align="L", new_x="LEFT", new_y="NEXT")
+    title = _fit_lines(pdf, row.title, inner, TILE_TITLE_LINES)  # cut only if even the smallest size can't hold it
+    pdf.multi_cell(inner, size * 0.443, title, align="L", new_x="LEFT", new_y="NEXT")
     pdf.set_xy(x + 2, y + 13.4)
     pdf.set_font(FONT, "B", 13 if row.value is not None else 9.5)
     pdf.set_text_color(*(BLACK if row.value is not None else RAG_COLOURS["red"]))
@@ -235,6 +239,15 @@ def _tile(pdf: _PackPdf, row: KpiRow, x: float, y: float, width: float) -> None:
     travel = f"{_arrow(row)} {row.travel_text}" if row.direction != "none" else "No comparison with last quarter"
     pdf.cell(inner, 3, travel)
     pdf.set_text_color(*BLACK)
+
+
+def _fitting_size(pdf: _PackPdf, text: str, width: float, lines: int, sizes: Sequence[float]) -> float:
+    """The largest of ``sizes`` (bold) at which ``text`` wraps into at most ``lines`` lines of ``width``."""
+    for size in sizes:
+        pdf.set_font(FONT, "B", size)
+        if len(pdf.multi_cell(width, 3, text, dry_run=True, output="LINES")) <= lines:  # type: ignore[arg-type]
+            return size
+    return sizes[-1]
 
 
 def _fit_lines(pdf: _PackPdf, text: str, width: float, lines: int) -> str:
@@ -301,7 +314,8 @@ def _theme(pdf: _PackPdf, theme: str, rows: list[KpiRow], content: PackContent) 
 def _charts(pdf: _PackPdf, rows: list[KpiRow]) -> None:
     from partnerflow.report.charts import trend_chart
 
-    block = CHART_HEIGHT + 9
+    title_height = CHART_TITLE_LINES * CHART_TITLE_LINE
+    block = title_height + 1 + CHART_HEIGHT + 4
     gap = pdf.epw - 2 * CHART_WIDTH
     top = pdf.get_y()
     for index, row in enumerate(rows):
@@ -314,17 +328,25 @@ def _charts(pdf: _PackPdf, rows: list[KpiRow]) -> None:
         x = MARGIN + column * (CHART_WIDTH + gap)
         pdf.set_xy(x, top)
         pdf.set_font(FONT, "B", 7.5)
-        pdf.cell(CHART_WIDTH, 4, _clip(row.title, 70))
-        pdf.image(io.BytesIO(trend_chart(row.trend, row.kpi)), x=x, y=top + 5, w=CHART_WIDTH, h=CHART_HEIGHT)
+        title = _fit_lines(pdf, row.title, CHART_WIDTH, CHART_TITLE_LINES)
+        pdf.multi_cell(CHART_WIDTH, CHART_TITLE_LINE, title, align="L", new_x="LEFT", new_y="NEXT")
+        chart = trend_chart(row.trend, row.kpi, width_mm=CHART_WIDTH, height_mm=CHART_HEIGHT)
+        pdf.image(io.BytesIO(chart), x=x, y=top + title_height + 1, w=CHART_WIDTH, h=CHART_HEIGHT)
     pdf.set_y(top + block)
     pdf.ln(2)
 
 
 def _breakdown(pdf: _PackPdf, row: KpiRow, breakdown: Breakdown) -> None:
-    columns = len(breakdown.periods)
-    height = 20 + 6 * (len(breakdown.categories) + 1)
-    if pdf.will_page_break(height):
+    """The breakdown table, on this page if it fits whole (measured by drawing it off the page first)."""
+    with pdf.offset_rendering() as trial:
+        _breakdown_table(trial, row, breakdown)  # type: ignore[arg-type]
+    if trial.page_break_triggered:
         pdf.add_page()
+    _breakdown_table(pdf, row, breakdown)
+
+
+def _breakdown_table(pdf: _PackPdf, row: KpiRow, breakdown: Breakdown) -> None:
+    columns = len(breakdown.periods)
     pdf.set_font(FONT, "B", 9.5)
     pdf.multi_cell(
         0,
@@ -357,7 +379,7 @@ def _breakdown(pdf: _PackPdf, row: KpiRow, breakdown: Breakdown) -> None:
         total_row.cell("Total")
         for cell in totals:
             total_row.cell(cell.text)
-    pdf.ln(4)
+    pdf.ln(2)
 
 
 def _completeness(pdf: _PackPdf, content: PackContent) -> None:
@@ -455,10 +477,6 @@ def _arrow(row: KpiRow) -> str:
 
 def _yes_no(value: bool | None) -> str:
     return "–" if value is None else ("Yes" if value else "No")
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _font_dir() -> Path:
