@@ -32,7 +32,8 @@ TILES_PER_ROW = 4
 TILE_HEIGHT = 31.5
 CHART_WIDTH, CHART_HEIGHT = 86.0, 34.0
 CHART_TITLE_LINES, CHART_TITLE_LINE = 2, 3.6  # a chart's title wraps within its own column, never into the next
-TILE_TITLE_LINES, TILE_TITLE_SIZES = 3, (7.0, 6.5, 6.0, 5.5)  # a long tile title is set smaller, never cut
+TILE_TITLE_HEIGHT, TILE_TITLE_SIZES = 9.8, (7.0, 6.5, 6.0, 5.5, 5.0)  # a long tile title is set smaller, never cut
+TILE_LINE = 0.443  # a tile title's line height, in mm per point of its size
 
 
 def render_pdf(content: PackContent, edition: Edition) -> tuple[bytes, int]:
@@ -216,11 +217,11 @@ def _tile(pdf: _PackPdf, row: KpiRow, x: float, y: float, width: float) -> None:
     pdf.set_fill_color(*RAG_COLOURS[row.rag])
     pdf.rect(x, y, width, 2.2, style="F")
     inner = width - 4
-    size = _fitting_size(pdf, row.title, inner, TILE_TITLE_LINES, TILE_TITLE_SIZES)
+    size = _fitting_size(pdf, row.title, inner, TILE_TITLE_SIZES)
     pdf.set_font(FONT, "B", size)
     pdf.set_xy(x + 2, y + 3.3)
-    title = _fit_lines(pdf, row.title, inner, TILE_TITLE_LINES)  # cut only if even the smallest size can't hold it
-    pdf.multi_cell(inner, size * 0.443, title, align="L", new_x="LEFT", new_y="NEXT")
+    title = _fit_lines(pdf, row.title, inner, _tile_title_lines(size))  # cut only if the smallest size can't hold it
+    pdf.multi_cell(inner, size * TILE_LINE, title, align="L", new_x="LEFT", new_y="NEXT")
     pdf.set_xy(x + 2, y + 13.4)
     pdf.set_font(FONT, "B", 13 if row.value is not None else 9.5)
     pdf.set_text_color(*(BLACK if row.value is not None else RAG_COLOURS["red"]))
@@ -241,11 +242,17 @@ def _tile(pdf: _PackPdf, row: KpiRow, x: float, y: float, width: float) -> None:
     pdf.set_text_color(*BLACK)
 
 
-def _fitting_size(pdf: _PackPdf, text: str, width: float, lines: int, sizes: Sequence[float]) -> float:
-    """The largest of ``sizes`` (bold) at which ``text`` wraps into at most ``lines`` lines of ``width``."""
+def _tile_title_lines(size: float) -> int:
+    """How many lines of a tile title at ``size`` fit above the tile's figure."""
+    return int(TILE_TITLE_HEIGHT // (size * TILE_LINE))
+
+
+def _fitting_size(pdf: _PackPdf, text: str, width: float, sizes: Sequence[float]) -> float:
+    """The largest of ``sizes`` (bold) at which ``text`` fits the tile's title lines of ``width``."""
     for size in sizes:
         pdf.set_font(FONT, "B", size)
-        if len(pdf.multi_cell(width, 3, text, dry_run=True, output="LINES")) <= lines:  # type: ignore[arg-type]
+        wrapped = pdf.multi_cell(width, 3, text, dry_run=True, output="LINES")
+        if len(wrapped) <= _tile_title_lines(size):  # type: ignore[arg-type]
             return size
     return sizes[-1]
 
