@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from partnerflow.core import clock, wording
 from partnerflow.core.config import Partnership
-from partnerflow.core.periods import Period, board_meetings
+from partnerflow.core.periods import Period, board_meetings, period_label
 from partnerflow.core.spreadsheet import spreadsheet_safe
 from partnerflow.report import pdf
 from partnerflow.report.content import RAG_LABELS, Edition, PackContent
@@ -305,4 +305,5 @@ def _environment() -> jinja2.Environment:
     )
     env.globals["sparkline"] = sparkline
     env.filters.update(wording.FILTERS)
+    env.filters["period_label"] = period_label
     return env

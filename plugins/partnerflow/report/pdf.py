@@ -414,7 +414,7 @@ def _completeness(pdf: _PackPdf, content: PackContent) -> None:
             style = FontFace(color=RAG_COLOURS["red"]) if status.needs_attention else None
             row = table.row()
             row.cell(status.partner_name)
-            row.cell(status.feed_title + (f" ({status.period.id})" if status.period != content.period else ""))
+            row.cell(status.feed_title + (f" ({status.period.label})" if status.period != content.period else ""))
             row.cell(wording.short_date(status.due_date))
             row.cell(wording.short_date(status.received_on) or "–")
             row.cell(_yes_no(status.on_time))

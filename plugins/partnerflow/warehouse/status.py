@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from partnerflow.core.config import Partnership
+from partnerflow.core.periods import Period, period_label
 from partnerflow.warehouse import ledger
 
 
@@ -78,7 +79,7 @@ def render_table(rows: list[SliceStatus]) -> str:
     headers = ("period", "feed", "state", "due", "rows", "latest file", "files", "emails sent")
     body = [
         (
-            r.period_id,
+            period_label(r.period_id),
             r.feed_id,
             r.state,
             r.due_date.isoformat() if r.due_date else "",
@@ -95,4 +96,13 @@ def render_table(rows: list[SliceStatus]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in body]
+    meanings = [_id_meaning(p) for p in dict.fromkeys(r.period_id for r in rows)]
+    lines.append("In file names: " + "; ".join(m for m in meanings if m) + ".")
     return "\n".join(lines)
+
+
+def _id_meaning(period_id: str) -> str:
+    try:
+        return Period.from_id(period_id).id_meaning
+    except ValueError:
+        return ""
