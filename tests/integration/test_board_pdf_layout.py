@@ -105,3 +105,18 @@ def test_every_measure_with_history_has_a_chart_and_a_direction_of_travel(pack, 
     rated = [row for row in pack.content.rows if row.rag in ("red", "amber", "green")]
     assert len(rated) >= 12
     assert all(row.direction != "none" for row in rated)
+
+
+def test_commentary_under_each_theme_and_benchmarks_in_tiles_tables_and_notes(pack):
+    """config/commentary/2026Q3.yaml has words for two themes; the other themes say plainly there are none."""
+    pages = [" ".join(page.extract_text().split()) for page in PdfReader(io.BytesIO(pack.pdf)).pages]
+    front_door = next(text for text in pages if text.split("Version 1", 1)[-1].strip().startswith("Front door"))
+    assert "What the data tells us Referrals ending in no further action have fallen" in front_door
+    assert "What we are doing The front door's threshold guidance" in front_door
+    whole = " ".join(pages)
+    assert "No commentary on police was written for Q2 2026/27." in whole
+    assert "No commentary on health" not in whole
+    assert "Eng 22.0% · SN 21.0%" in pages[1]
+    assert "England 22.0% (2024); Statistical neighbours 21.0% (2024)" in whole
+    assert "England: 22.0% in 2024. Source: Illustrative value for the demo" in whole
+    assert "<h3>What the data tells us</h3>" in pack.html and "No commentary on police" in pack.html

@@ -19,7 +19,7 @@ from fpdf.fonts import FontFace
 
 from partnerflow.core import wording
 from partnerflow.report.content import Edition, PackContent
-from partnerflow.report.disclosure import LIMITS, MARKS, NHS_ROUNDING
+from partnerflow.report.disclosure import LIMITS, MARKS, NHS_ROUNDING, format_number
 from partnerflow.report.kpis import Breakdown, KpiRow
 
 FONT = "DejaVu"
@@ -30,6 +30,8 @@ RAG_COLOURS = {"red": (212, 53, 28), "amber": (244, 119, 56), "green": (0, 112, 
 RAG_TEXT = {"red": WHITE, "amber": BLACK, "green": WHITE, "none": BLACK}
 TILES_PER_ROW = 4
 TILE_HEIGHT = 31.5
+BENCHMARK_LINE = 3.2  # a tile's extra height when measures have benchmarks
+BENCHMARK_KEY = " Eng: England's figure; SN: our statistical neighbours' (year and source in the notes)."
 CHART_WIDTH, CHART_HEIGHT = 86.0, 34.0
 CHART_TITLE_LINES, CHART_TITLE_LINE = 2, 3.6  # a chart's title wraps within its own column, never into the next
 TILE_TITLE_HEIGHT, TILE_TITLE_SIZES = 9.8, (7.0, 6.5, 6.0, 5.5, 5.0)  # a long tile title is set smaller, never cut
@@ -190,30 +192,33 @@ def _cover(pdf: _PackPdf, content: PackContent, edition: Edition) -> None:
 def _summary(pdf: _PackPdf, content: PackContent) -> None:
     pdf.add_page()
     pdf.heading("At a glance")
+    benchmarked = any(row.kpi.benchmarks for row in content.rows)
     pdf.para(
         f"Each measure for {content.period.short_label} against its local target: green on target, amber within"
-        " tolerance, red beyond it. The arrow compares it with the quarter before.",
+        " tolerance, red beyond it. The arrow compares it with the quarter before."
+        + (BENCHMARK_KEY if benchmarked else ""),
         9,
         colour=GREY,
     )
     pdf.ln(3)
-    gap = 3.0
+    gap = 2.5 if benchmarked else 3.0
     width = (pdf.epw - gap * (TILES_PER_ROW - 1)) / TILES_PER_ROW
+    height = TILE_HEIGHT + (BENCHMARK_LINE if benchmarked else 0.0)
     top = pdf.get_y()
     for index, row in enumerate(content.rows):
         column = index % TILES_PER_ROW
         if column == 0:
-            pdf.set_y(top if index == 0 else top + TILE_HEIGHT + gap)
-            if pdf.will_page_break(TILE_HEIGHT):
+            pdf.set_y(top if index == 0 else top + height + gap)
+            if pdf.will_page_break(height):
                 pdf.add_page()
             top = pdf.get_y()
-        _tile(pdf, row, MARGIN + column * (width + gap), top, width)
-    pdf.set_y(top + TILE_HEIGHT + gap)
+        _tile(pdf, row, MARGIN + column * (width + gap), top, width, height)
+    pdf.set_y(top + height + gap)
 
 
-def _tile(pdf: _PackPdf, row: KpiRow, x: float, y: float, width: float) -> None:
+def _tile(pdf: _PackPdf, row: KpiRow, x: float, y: float, width: float, height: float = TILE_HEIGHT) -> None:
     pdf.set_draw_color(*RULE)
-    pdf.rect(x, y, width, TILE_HEIGHT)
+    pdf.rect(x, y, width, height)
     pdf.set_fill_color(*RAG_COLOURS[row.rag])
     pdf.rect(x, y, width, 2.2, style="F")
     inner = width - 4
@@ -236,7 +241,12 @@ def _tile(pdf: _PackPdf, row: KpiRow, x: float, y: float, width: float) -> None:
     pdf.set_xy(x + 2, y + 20.8)
     target = f"Target {row.target_text}" if row.target_text else "No target set"
     pdf.multi_cell(inner, 2.8, _fit_lines(pdf, target, inner, 2), align="L", new_x="LEFT", new_y="NEXT")
-    pdf.set_xy(x + 2, y + 27)
+    if row.kpi.benchmarks:
+        pdf.set_xy(x + 2, y + 26.6)
+        short = {"England": "Eng", "Statistical neighbours": "SN"}
+        text = " · ".join(f"{short[b.name]} {format_number(b.value, row.kpi.unit)}" for b in row.kpi.benchmarks)
+        pdf.cell(inner, 3, _fit_lines(pdf, text, inner, 1))
+    pdf.set_xy(x + 2, y + height - 4.5)
     travel = f"{_arrow(row)} {row.travel_text}" if row.direction != "none" else "No comparison with last quarter"
     pdf.cell(inner, 3, travel)
     pdf.set_text_color(*BLACK)
@@ -296,13 +306,26 @@ def _theme(pdf: _PackPdf, theme: str, rows: list[KpiRow], content: PackContent) 
         for row in rows:
             cells = table.row()
             title = row.title + (f"\n{row.note}" if row.note else "")
+            title += f"\n{row.benchmarks_text}" if row.benchmarks_text else ""
             cells.cell(title)
             cells.cell(row.display, style=FontFace(emphasis="BOLD", color=BLACK if row.value else RAG_COLOURS["red"]))
             cells.cell(row.parts_text)
             cells.cell(row.target_text or "None set")
             cells.cell(row.rag_label, style=FontFace(fill_color=RAG_COLOURS[row.rag], color=RAG_TEXT[row.rag]))
             cells.cell(row.travel_text)
-    pdf.ln(4)
+    pdf.ln(3)
+    _commentary(pdf, content, theme)
+    # The charts and breakdown tables start on the next page if they would not all fit on this one and this
+    # one is already a third full: better two well-filled pages than a last one with a table alone on it.
+    with pdf.offset_rendering() as trial:
+        _theme_figures(trial, rows)  # type: ignore[arg-type]
+    if trial.page_break_triggered and pdf.get_y() > pdf.t_margin + pdf.eph / 3:
+        pdf.add_page()
+    _theme_figures(pdf, rows)
+
+
+def _theme_figures(pdf: _PackPdf, rows: list[KpiRow]) -> None:
+    """A theme's trend charts, then its breakdown tables."""
     charted = [row for row in rows if any(p.value is not None for p in row.trend)]
     if charted:
         pdf.para(
@@ -316,6 +339,20 @@ def _theme(pdf: _PackPdf, theme: str, rows: list[KpiRow], content: PackContent) 
     for row in rows:
         if row.breakdown is not None:
             _breakdown(pdf, row, row.breakdown)
+
+
+def _commentary(pdf: _PackPdf, content: PackContent, theme: str) -> None:
+    """The officer's commentary on the theme, or a plain statement that there is none."""
+    commentary = content.commentary_for(theme)
+    if not commentary:
+        pdf.para(f"No commentary on {theme.lower()} was written for {content.period.short_label}.", 8.5, colour=GREY)
+        pdf.ln(3)
+        return
+    for heading, text in commentary.parts:
+        pdf.para(heading, 9, style="B")
+        pdf.para(text, 9)
+        pdf.ln(1.5)
+    pdf.ln(2)
 
 
 def _charts(pdf: _PackPdf, rows: list[KpiRow]) -> None:
@@ -440,6 +477,9 @@ def _notes(pdf: _PackPdf, content: PackContent, edition: Edition) -> None:
         target = f" Local target {row.target_text}." if row.target_text else ""
         pdf.para(row.title, 8.5, style="B")
         pdf.para(row.method + target, 8)
+        for b in row.kpi.benchmarks:
+            value = format_number(b.value, row.kpi.unit)
+            pdf.para(f"{b.name}: {value} in {b.year}. Source: {b.source}", 8, colour=GREY)
         pdf.ln(1.5)
     pdf.ln(2)
     pdf.para("Small numbers", 11, style="B")
