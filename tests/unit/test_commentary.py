@@ -20,10 +20,10 @@ def test_a_theme_with_words_and_themes_without(tmp_path):
     assert load_commentary(load_config(), Q3.next(), tmp_path) == {}  # no file: no commentary, not an error
 
 
-def test_a_misspelt_theme_or_key_names_the_file(tmp_path):
+def test_a_misspelt_theme_is_named_in_the_log_and_a_wrong_key_is_an_error(tmp_path, caplog):
     (tmp_path / "2026Q3.yaml").write_text("Frontdoor:\n  data: x\n")
-    with pytest.raises(ConfigError, match="2026Q3.yaml: 'Frontdoor' is not a theme"):
-        load_commentary(load_config(), Q3, tmp_path)
+    assert load_commentary(load_config(), Q3, tmp_path) == {}
+    assert "2026Q3.yaml: 'Frontdoor' is not a theme of the pack" in caplog.text
     (tmp_path / "2026Q3.yaml").write_text("Health:\n  summary: x\n")
     with pytest.raises(ConfigError, match="give 'data' and/or 'doing'"):
         load_commentary(load_config(), Q3, tmp_path)

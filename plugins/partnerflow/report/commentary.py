@@ -8,12 +8,14 @@ It is written in a file per period beside the partnership file, ``commentary/<pe
 
 Both keys are optional; a theme with neither, or missing from the file, or a period with no file, is shown
 in the pack as having no commentary (never left blank, so a reader can tell "nothing to say" from "not
-written"). A theme the pack does not have is an error naming the file, so a misspelt theme is not lost.
+written"). A theme the pack does not have is logged as a warning naming the file (a misspelt theme, or one
+of another partnership's), and left out.
 Commentary is wording, not data: changing it does not make a sent pack "revised".
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,8 @@ import yaml
 
 from partnerflow.core.config import ConfigError, Partnership, config_path
 from partnerflow.core.periods import Period
+
+log = logging.getLogger(__name__)
 
 KEYS = {"data": "What the data tells us", "doing": "What we are doing"}
 
@@ -60,7 +64,8 @@ def load_commentary(
     commentary = {}
     for theme, entry in document.items():
         if theme not in themes:
-            raise ConfigError(f"{path}: {theme!r} is not a theme of the pack ({', '.join(sorted(themes))})")
+            log.warning("%s: %r is not a theme of the pack (%s): left out", path, theme, ", ".join(sorted(themes)))
+            continue
         entry = entry or {}
         if not isinstance(entry, dict) or set(entry) - set(KEYS):
             raise ConfigError(f"{path}: {theme}: give 'data' and/or 'doing', each a paragraph of text")
