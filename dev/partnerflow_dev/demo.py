@@ -80,7 +80,7 @@ def _summary(config: Partnership, stack: DevStack, log: QuarterLog) -> None:
     rows = status.matrix(warehouse.engine(), config)
     current = [r for r in rows if r.period_id == DEMO_PERIOD.id]
     _say("")
-    _say(f"Submissions for {DEMO_PERIOD.id} — {DEMO_PERIOD.id} means {DEMO_PERIOD.label} (partnerflow status):")
+    _say(f"Submissions for {DEMO_PERIOD.label} (partnerflow status):")
     for line in status.render_table(current).splitlines():
         _say("  " + line)
     history = len({r.period_id for r in rows if r.period_id < DEMO_PERIOD.id})

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -236,7 +237,13 @@ def load_history(stack: DevStack, partnership: Partnership, *, quarters: int = H
     """Write the history and load it with ``partnerflow backfill``; the clock must already be pinned."""
     folder = stack.var / "history"
     write_history(folder, partnership, quarters=quarters)
-    results = backfill(folder, config=partnership)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.WARNING)  # one summary line for the history, not a log line per file and check
+    try:
+        results = backfill(folder, config=partnership)
+    finally:
+        root.setLevel(level)
     not_loaded = [r for r in results if r.outcome != "published"]
     if not_loaded:
         raise RuntimeError("the demo history did not load:\n" + render(not_loaded))
