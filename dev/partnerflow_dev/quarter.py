@@ -237,13 +237,16 @@ def load_history(stack: DevStack, partnership: Partnership, *, quarters: int = H
     """Write the history and load it with ``partnerflow backfill``; the clock must already be pinned."""
     folder = stack.var / "history"
     write_history(folder, partnership, quarters=quarters)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.WARNING)  # one summary line for the history, not a log line per file and check
+    # One summary line for the history, not log lines per file and per contract check.
+    loggers = [logging.getLogger(name) for name in ("", "partnerflow", "great_expectations")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
     try:
         results = backfill(folder, config=partnership)
     finally:
-        root.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
     not_loaded = [r for r in results if r.outcome != "published"]
     if not_loaded:
         raise RuntimeError("the demo history did not load:\n" + render(not_loaded))
