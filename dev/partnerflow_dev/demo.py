@@ -16,7 +16,7 @@ from partnerflow.core.config import Partnership, partnership
 from partnerflow.core.paths import var_dir
 from partnerflow.warehouse import status
 from partnerflow_dev.airflow_stack import AirflowStack
-from partnerflow_dev.quarter import QuarterLog, QuarterPlayer, airflow_for_the_quarter
+from partnerflow_dev.quarter import DEMO_PERIOD, QuarterLog, QuarterPlayer, airflow_for_the_quarter
 from partnerflow_dev.stack import DevStack
 
 # What a demo run leaves behind and the next one starts without: its outputs, and the partners' side
@@ -49,7 +49,7 @@ def run_demo(*, keep_running: bool = False) -> int:
             f"partner API :{stack.partner_api.port}, SendGrid sink :{stack.sink.port}"
         )
         _say("starting Airflow (api-server, scheduler, dag-processor, triggerer) ...")
-        with airflow_for_the_quarter(stack, home=var / "airflow") as airflow:
+        with airflow_for_the_quarter(stack, home=var / "airflow", say=_say) as airflow:
             _say(f"Airflow up at {airflow.base_url} ({time.monotonic() - started:.0f}s)")
             log = QuarterPlayer(stack=stack, airflow=airflow, partnership=config, say=_say).play()
             _summary(config, stack, log)
@@ -78,10 +78,13 @@ def _reset_databases(stack: DevStack) -> None:
 
 def _summary(config: Partnership, stack: DevStack, log: QuarterLog) -> None:
     rows = status.matrix(warehouse.engine(), config)
+    current = [r for r in rows if r.period_id == DEMO_PERIOD.id]
     _say("")
-    _say("Submissions (partnerflow status):")
-    for line in status.render_table(rows).splitlines():
+    _say(f"Submissions for {DEMO_PERIOD.label} (partnerflow status):")
+    for line in status.render_table(current).splitlines():
         _say("  " + line)
+    history = len({r.period_id for r in rows if r.period_id < DEMO_PERIOD.id})
+    _say(f"  and {len(rows) - len(current)} returns of {history} earlier quarters, loaded by partnerflow backfill")
     messages = stack.sink.messages()
     _say("")
     _say(f"Emails accepted by the SendGrid sink: {len(messages)} (in {stack.sink.out_dir})")

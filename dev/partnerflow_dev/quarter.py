@@ -10,6 +10,10 @@ Every return comes from ``generator.sample_return``. SFTP feeds are uploaded the
 to (a temporary name, then a rename) and picked up by the feed's SFTP watcher; API feeds are published on
 the partner API and their ingest DAG is triggered for the period, as its schedule would.
 
+Before Airflow starts, the partnership's history is loaded: eight quarters of every feed's returns, from
+the same generator, through ``partnerflow backfill`` (the real ingest path, no e-mails for past periods),
+so the quarter's Board pack shows direction of travel and two years of trend.
+
 The Board pack DAG is scheduled on every feed's published asset, so with education missing it never
 starts by itself: the player triggers it by hand for the period, as the officer would at the pack deadline.
 """
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +38,7 @@ from partnerflow.core import clock
 from partnerflow.core.config import Feed, HttpTransport, Partnership, SftpTransport
 from partnerflow.core.paths import repo_path
 from partnerflow.core.periods import Period, add_working_days, due_date
+from partnerflow.pipeline.backfill import Replayed, backfill, history_name, render
 from partnerflow_dev.airflow_stack import AirflowStack, CeleryWorkers
 from partnerflow_dev.stack import DevStack
 from partnerflow_dev.synthetic import sample_return
@@ -42,6 +49,7 @@ RUN_TIMEOUT = 300.0
 MORNING = dt.time(9, 0)
 MISSING_FEED = "education_exclusions"  # never sends in the demo: the due-day reminder, and named in the pack
 DECIDED = ("rejected", "published", "duplicate", "superseded")
+HISTORY_QUARTERS = 8
 
 
 @dataclass
@@ -213,15 +221,61 @@ def pin_clock_before_the_quarter(period: Period = DEMO_PERIOD) -> None:
     clock.set_now(dt.datetime.combine(period.end + dt.timedelta(days=1), MORNING, tzinfo=clock.LONDON))
 
 
+def write_history(folder: Path, partnership: Partnership, *, period: Period = DEMO_PERIOD, quarters: int) -> None:
+    """The partners' returns for the ``quarters`` quarters before ``period``, named as ``backfill`` reads them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    past = period
+    for _ in range(quarters):
+        past = past.previous()
+        for feed in partnership.feeds:
+            content = sample_return(feed.dataset, past, seed=SEED)
+            data = content if isinstance(content, bytes) else json.dumps(content).encode()
+            (folder / history_name(feed, past)).write_bytes(data)
+
+
+def load_history(stack: DevStack, partnership: Partnership, *, quarters: int = HISTORY_QUARTERS) -> list[Replayed]:
+    """Write the history and load it with ``partnerflow backfill``; the clock must already be pinned."""
+    folder = stack.var / "history"
+    write_history(folder, partnership, quarters=quarters)
+    # One summary line for the history, not log lines per file and per contract check.
+    loggers = [logging.getLogger(name) for name in ("", "partnerflow", "great_expectations")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        results = backfill(folder, config=partnership)
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+    not_loaded = [r for r in results if r.outcome != "published"]
+    if not_loaded:
+        raise RuntimeError("the demo history did not load:\n" + render(not_loaded))
+    return results
+
+
 @contextmanager
 def airflow_for_the_quarter(
-    stack: DevStack, *, home: Path, celery: CeleryWorkers | None = None
+    stack: DevStack,
+    *,
+    home: Path,
+    celery: CeleryWorkers | None = None,
+    history_quarters: int = HISTORY_QUARTERS,
+    say: Callable[[str], None] = print,
 ) -> Iterator[AirflowStack]:
-    """A real Airflow on the stack's databases, the clock pinned first, every DAG parsed and unpaused.
-    With ``celery``, on the CeleryExecutor and its workers instead of the LocalExecutor."""
+    """A real Airflow on the stack's databases, the clock pinned first and the history loaded (before any
+    DAG can run), every DAG parsed and unpaused. With ``celery``, on the CeleryExecutor and its workers
+    instead of the LocalExecutor."""
     from partnerflow.airflow.dags import build_all
 
     pin_clock_before_the_quarter()
+    if history_quarters:
+        loaded = load_history(stack, stack.partnership, quarters=history_quarters)
+        first, last = loaded[0].period, loaded[-1].period
+        assert first is not None and last is not None
+        say(
+            f"history: {len(loaded)} past returns loaded by partnerflow backfill, {first.label} to {last.label}; "
+            "no e-mails sent for them"
+        )
     airflow = AirflowStack(
         home=home,
         metadata_url=stack.postgres.url(stack.airflow_db),

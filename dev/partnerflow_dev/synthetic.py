@@ -72,7 +72,7 @@ POLICE_PPN_DEFECTS: dict[str, tuple[int, ...]] = {
 }
 
 REREFERRAL_SHARE = 0.2
-NFA_SHARE = 0.12
+NFA_SHARE = 0.12  # in TREND_ANCHOR; history: see _trend
 ASSESSED_SHARE = 0.92  # of referrals that are not NFA; the rest go to other services without one
 LATE_ASSESSMENT_SHARE = 0.35  # of assessments; about 13% of those authorised by extract time (slow ones are often open)
 EXTRACT_WORKING_DAYS = 15  # the council runs its extract on the due date
@@ -128,11 +128,11 @@ def referrals_rows(period: Period, *, seed: int, n: int = 400, defects: bool = F
     extract_date = _add_working_days(period.end, EXTRACT_WORKING_DAYS)
     rows = []
     for number, (child, referral_date) in enumerate(zip(children, dates, strict=True), start=1):
-        nfa = rng.random() < NFA_SHARE
+        nfa = rng.random() < NFA_SHARE + _trend(period, NFA_SHARE_PER_QUARTER)
         start = authorised = None
         if not nfa and rng.random() < ASSESSED_SHARE:
             start = _add_working_days(referral_date, rng.choice((0, 0, 1, 1, 2, 3, 5, 8)))
-            late = rng.random() < LATE_ASSESSMENT_SHARE
+            late = rng.random() < LATE_ASSESSMENT_SHARE + _trend(period, LATE_ASSESSMENT_SHARE_PER_QUARTER)
             took = rng.randint(46, 75) if late else round(rng.triangular(5, 45, 18))
             authorised = _add_working_days(start, took)
             if start > extract_date:
@@ -174,11 +174,16 @@ def police_ppn_records(period: Period, *, seed: int, defects: bool = False) -> l
     (domestic abuse incidents with a child present) is not graded and carries grade ``A``.
     """
     rng = random.Random(f"police_ppn:{seed}:{period.id}")
+    scale = 1 + _trend(period, POLICE_GROWTH_PER_QUARTER)
     records: list[dict[str, str | int]] = [
-        {"measure_code": "PPN_CHILD", "grade": "H", "value": rng.randint(40, 90)},
-        {"measure_code": "PPN_CHILD", "grade": "M", "value": rng.randint(150, 300)},
-        {"measure_code": "PPN_CHILD", "grade": "L", "value": rng.randint(300, 600)},
-        {"measure_code": "DA_CHILD_PRESENT", "grade": DA_CHILD_PRESENT_GRADE, "value": rng.randint(200, 450)},
+        {"measure_code": "PPN_CHILD", "grade": "H", "value": round(rng.randint(40, 90) * scale)},
+        {"measure_code": "PPN_CHILD", "grade": "M", "value": round(rng.randint(150, 300) * scale)},
+        {"measure_code": "PPN_CHILD", "grade": "L", "value": round(rng.randint(300, 600) * scale)},
+        {
+            "measure_code": "DA_CHILD_PRESENT",
+            "grade": DA_CHILD_PRESENT_GRADE,
+            "value": round(rng.randint(200, 450) * scale),
+        },
     ]
     if defects:
         (negative,) = POLICE_PPN_DEFECTS["negative_value"]
@@ -206,6 +211,28 @@ def _plant_referral_defects(rows: list[dict[str, str]], period: Period) -> None:
         row["nfa"] = "N"
         row["assessment_start_date"] = (referral_date - dt.timedelta(days=2)).isoformat()
         row["assessment_authorised_date"] = (referral_date + dt.timedelta(days=10)).isoformat()
+
+
+# Quarter-to-quarter movement. The generator's shares are those of TREND_ANCHOR (the demo quarter, whose
+# returns stay exactly as they were); each quarter before it moves them by the amount per quarter below, so
+# eight quarters of history show some measures improving, some worsening, and one crossing its target.
+TREND_ANCHOR = Period(2026, 3)
+NFA_SHARE_PER_QUARTER = 0.014  # NFA fell from about 23% to 12%: improving, and crossing its 15% target
+LATE_ASSESSMENT_SHARE_PER_QUARTER = -0.02  # assessments have been getting slower: worsening
+HEALTH_ASSESSMENT_SHARE_PER_QUARTER = -0.012  # more children in care have an up-to-date health check: improving
+POLICE_GROWTH_PER_QUARTER = -0.03  # notices about children have risen by about a quarter over two years
+HEALTH_SHARE_PER_QUARTER = {  # of the band's highest share
+    "IHA_20WD": -0.02,  # initial health assessments on time: improving
+    "RHA_ON_TIME": 0.012,  # review health assessments on time: worsening
+    "AE_SELF_HARM_U18": -0.03,  # self-harm attendances: rising
+}
+
+
+def _trend(period: Period, per_quarter: float) -> float:
+    """How far a share (or scale) moves from TREND_ANCHOR's in ``period``: ``per_quarter`` for each quarter
+    before the anchor, nothing from it on."""
+    quarters_before = max(0, _period_key(TREND_ANCHOR) - _period_key(period))
+    return per_quarter * quarters_before
 
 
 def _new_children(n: int) -> int:
@@ -522,7 +549,7 @@ def children_in_care_rows(
         if entered:
             assessed = _add_working_days(start, round(rng.triangular(5, 45, 18)))
             health = assessed if assessed <= period.end else None
-        elif rng.random() < HEALTH_ASSESSMENT_SHARE:
+        elif rng.random() < HEALTH_ASSESSMENT_SHARE + _trend(period, HEALTH_ASSESSMENT_SHARE_PER_QUARTER):
             health = _day_between(rng, max(start, year_before), period.end)
         else:
             health = _day_between(rng, start, year_before) if start < year_before else None
@@ -604,7 +631,8 @@ def health_icb_rows(period: Period, *, seed: int, defects: bool = False) -> list
         for band in AGE_BANDS:
             (low, high), (least, most) = bands[band]
             denominator = rng.randint(low, high)
-            numerator = round(denominator * rng.uniform(least, most))
+            share = rng.uniform(least, most) + _trend(period, HEALTH_SHARE_PER_QUARTER.get(measure, 0.0)) * most
+            numerator = round(denominator * min(1.0, max(0.0, share)))
             rows.append(
                 {
                     "measure_code": measure,

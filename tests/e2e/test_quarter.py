@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 import sqlalchemy as sa
+from pypdf import PdfReader
 
 from partnerflow import warehouse
 from partnerflow_dev.quarter import DEMO_PERIOD, SEED, QuarterPlayer, airflow_for_the_quarter
@@ -42,7 +43,7 @@ def test_every_step_succeeded(quarter):
 
 
 def test_ledger_and_warehouse(quarter):
-    assert _rows("SELECT feed_id, state FROM ops.received_files ORDER BY id") == [
+    assert _rows("SELECT feed_id, state FROM ops.received_files WHERE period_id = '2026Q3' ORDER BY id") == [
         ("health_icb", "published"),
         ("council_referrals", "rejected"),
         ("council_child_protection", "published"),
@@ -51,7 +52,9 @@ def test_ledger_and_warehouse(quarter):
         ("youth_justice_kpis", "published"),
         ("police_ppn", "published"),
     ]
-    assert _rows("SELECT feed_id, state, rows_published FROM ops.submissions ORDER BY feed_id") == [
+    assert _rows(
+        "SELECT feed_id, state, rows_published FROM ops.submissions WHERE period_id = '2026Q3' ORDER BY feed_id"
+    ) == [
         ("council_child_protection", "published", 250),
         ("council_children_in_care", "published", 300),
         ("council_referrals", "published", 400),
@@ -66,7 +69,16 @@ def test_ledger_and_warehouse(quarter):
     assert _rows("SELECT count(*) FROM core.children_in_care WHERE period_id = '2026Q3'") == [(300,)]
     assert _rows("SELECT count(*) FROM core.health_icb WHERE period_id = '2026Q3'") == [(9,)]
     assert _rows("SELECT count(*) FROM core.yjb_kpis WHERE period_id = '2026Q3'") == [(11,)]
-    assert _rows("SELECT count(*) FROM core.exclusions") == [(0,)]
+    assert _rows("SELECT count(*) FROM core.exclusions WHERE period_id = '2026Q3'") == [(0,)]
+
+
+def test_eight_quarters_of_history_loaded_by_backfill_without_a_single_email(quarter, demo_config):
+    """Every feed's returns for the eight quarters before, published through the real checks; none e-mailed."""
+    assert _rows(
+        "SELECT count(DISTINCT period_id), count(*), count(*) FILTER (WHERE state = 'published')"
+        " FROM ops.submissions WHERE period_id < '2026Q3'"
+    ) == [(8, 8 * len(demo_config.feeds), 8 * len(demo_config.feeds))]
+    assert _rows("SELECT count(*) FROM ops.notifications WHERE period_id < '2026Q3'") == [(0,)]
 
 
 def test_exactly_these_emails_once_each(quarter, demo_config):
@@ -134,6 +146,11 @@ def test_board_pack_written_and_names_partners(quarter, demo_config):
     pack = stack.var / "boardpack" / "2026Q3" / "board-pack.html"
     html = pack.read_text()
     assert "Blanktown" in html and "Q2 2026/27" in html
+    # With eight quarters of history the tiles show direction of travel: only a measure with no figure this
+    # quarter (education's, missing) or a hidden one has no comparison.
+    glance = PdfReader(stack.var / "boardpack" / "2026Q3" / "board-pack.pdf").pages[1].extract_text()
+    assert glance.count("No comparison with last quarter") <= 2
+    assert glance.count("▲") + glance.count("▼") >= 15
     assert "Blanktown Police" in html
     # Education never sent its return: the pack names the partner and the missing feed.
     education = demo_config.feed("education_exclusions")

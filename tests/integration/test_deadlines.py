@@ -243,7 +243,10 @@ def test_a_rejected_return_gets_one_still_failing_notice(engine: Engine, partner
     assert notice["subject"] == (
         "Blanktown SCP: Council referrals and assessments for Q2 2026/27 still not accepted – due Wed 21 Oct"
     )
-    assert "council_referrals_2026Q3.csv (received Thursday 15 October 2026)" in notice["text_body"]
+    assert (
+        "council_referrals_2026Q3.csv (received Thursday 15 October 2026; 2026Q3 means Jul–Sep 2026)"
+        in notice["text_body"]
+    )
     assert "2 checks failed" in notice["text_body"]  # the warning is not counted
 
 

@@ -109,12 +109,12 @@ def test_the_digest_email_reads_well_and_goes_once_a_week(engine, world: Partner
         ).one()
     assert "As of Monday 26 October 2026, 1 of 4 returns for the periods being collected now are in." in text
     assert "Council counts (Blanktown Council)" in text
-    assert "- Q2 2026/27: Overdue by 3 working days" in text
+    assert "- Q2 2026/27 (Jul–Sep 2026): Overdue by 3 working days" in text
     assert (
         "Chased: advance reminder to data contact, Wed 14 Oct (waiting to send); due-day reminder to data contact, "
         "Wed 21 Oct (waiting to send); overdue reminder to data contact, officer copied, Mon 26 Oct (waiting to send)"
     ) in text
-    assert "- Q1 2026/27: Late by 3 working days; accepted Fri 24 Jul" in text
+    assert "- Q1 2026/27 (Apr–Jun 2026): Late by 3 working days; accepted Fri 24 Jul" in text
     assert "- Wed 28 Oct: Council counts for Q2 2026/27: escalation to the senior lead if still not in" in text
     assert "Police counts for Q2 2026/27: escalation" not in text  # already in
     # Accessible markup: a captioned table with header cells that say what they head.

@@ -72,7 +72,7 @@ def test_each_red_measure_reaches_the_responsible_partners_senior_lead_once(engi
     assert "Re-referrals within 12 months" in text and "Partner returns received on time" in text
     assert "30.0% (12 of 40)" in text
     assert "Target: ≤ 22.0% (amber to 25.0%)" in text
-    assert "Trend: " in text and "2026Q2 0.0%, 2026Q3 30.0%" in text
+    assert "Trend: " in text and "Q1 2026/27 (Apr–Jun 2026): 0.0%, Q2 2026/27 (Jul–Sep 2026): 30.0%" in text
     assert "Since last quarter: Up, worse" in text
     day = draft.record.distribute_on
     assert f"{day:%A} {day.day} {day:%B %Y}" in text

@@ -164,3 +164,18 @@ def test_the_calendar_command(capsys, monkeypatch, var):
         assert "referrals_{period}.csv" in capsys.readouterr().err
     finally:
         partnership.cache_clear()
+
+
+def test_one_label_for_a_period_and_what_its_id_means():
+    from partnerflow.core.periods import period_label
+
+    q3 = Period.from_id("2026Q3")
+    assert q3.label == "Q2 2026/27 (Jul–Sep 2026)"
+    assert q3.months == "Jul–Sep 2026"
+    assert q3.id_meaning == "2026Q3 means Jul–Sep 2026"
+    assert q3.explain_name("referrals_2026Q3.csv") == "referrals_2026Q3.csv — 2026Q3 means Jul–Sep 2026"
+    assert q3.explain_name("/v1/returns/ppn") == "/v1/returns/ppn"
+    assert Period.from_id("2026Q1").label == "Q4 2025/26 (Jan–Mar 2026)"
+    assert Period.from_id("2026M10").id_meaning == "2026M10 means October 2026"
+    assert Period.from_id("2026T3").id_meaning == "2026T3 means Sep–Dec 2026"
+    assert period_label("2026Q3") == q3.label and period_label("not-a-period") == "not-a-period"

@@ -376,3 +376,26 @@ def test_an_incident_footer_never_tells_the_officer_to_contact_herself(partnersh
         " — we can collect the Q2 2026/27 return again"
     )
     assert "Nobody needs to do anything." in recovery.text
+
+
+def test_a_period_id_in_a_file_name_is_explained_beside_it(partnership: Partnership) -> None:
+    """File names count calendar quarters (2026Q3) and the text financial-year quarters (Q2 2026/27): wherever a
+    partner reads the id, they read what it means, so nobody sends "Q3" for Q2."""
+    council = partnership.feed("council_referrals")
+    due = due_date(partnership, council, PERIOD)
+    receipt = messages.receipt(
+        partnership, council, PERIOD, file_id=12, source_name="referrals_2026Q3.csv", rows=400, warnings=()
+    )
+    rejection = messages.rejection(
+        partnership, council, PERIOD, file_id=13, source_name="referrals_2026Q3.csv", report=failing_report(), due=due
+    )
+    reminder = messages.advance_reminder(partnership, council, PERIOD, due=due)
+    api = messages.advance_reminder(partnership, partnership.feed("police_ppn"), PERIOD, due=due)
+    for message in (receipt, rejection, reminder, api):
+        text = " ".join(message.text.split())
+        assert "Q2 2026/27 (Jul–Sep 2026)" in text
+        assert "2026Q3 means Jul–Sep 2026" in text
+        ids = re.findall(r"[0-9]{4}Q[1-4]", text)
+        assert text.count("2026Q3 means Jul–Sep 2026") >= 1 and set(ids) == {"2026Q3"}
+    assert "referrals_2026Q3.csv — 2026Q3 means Jul–Sep 2026" in " ".join(receipt.text.split())
+    assert "referrals_2026Q3.csv (2026Q3 means Jul–Sep 2026)" in " ".join(reminder.text.split())

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from partnerflow.cli import calendar
 from partnerflow.core.devtools import dev_tool
+from partnerflow.pipeline import backfill as backfill_command
 from partnerflow.pipeline import dry_run as validate_command
 from partnerflow.report import approval as approve_pack_command
 
@@ -28,6 +29,8 @@ EXIT_CODES = {
     "demo": "0 the demo played through; 2 the development tools are not installed",
     "validate": "0 the file would be accepted; 1 it would be rejected; 2 an engineer's problem (unknown feed, "
     "no such file, invalid contract or configuration, warehouse not reachable)",
+    "backfill": "0 every return was published (or already loaded); 1 a return was rejected or is not of a "
+    "past period",
     "approve-pack": "0 approved; 1 nothing to approve, or an invalid period; "
     "2 the warehouse is not set or not reachable",
 }
@@ -129,6 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("--period", help="the period it is for, e.g. 2026Q3 (default: from the file name)")
     validate.add_argument("--contracts", type=Path, help="a folder of (draft) contracts instead of expectations/")
     validate.add_argument("--json", action="store_true", help="print the report as stored, in JSON")
+
+    backfill_command.add_arguments(
+        _subcommand(
+            commands,
+            "backfill",
+            help="load past returns from a folder through the normal checks and publish; no e-mails for past periods",
+            description="Replay a folder of past returns (named as each feed's files are) through landing, the\n"
+            "ledger, the contract and publish, oldest period first. Only periods before the one being collected\n"
+            "are loaded, and nobody is e-mailed about them. Running it again adds nothing.",
+            example="partnerflow backfill returns/2024-2026 --feed council_referrals",
+        )
+    )
 
     approve = _subcommand(
         commands,
@@ -304,6 +319,14 @@ COMMANDS = {"check-config": _check_config, "migrate": _migrate, "status": _statu
 COMMANDS["calendar"] = calendar.run
 COMMANDS["validate"] = validate_command.run
 COMMANDS["approve-pack"] = approve_pack_command.run
+
+
+def _backfill(args) -> int:
+    with _warehouse_environment():
+        return backfill_command.run(args)
+
+
+COMMANDS["backfill"] = _backfill
 
 if __name__ == "__main__":
     sys.exit(main())

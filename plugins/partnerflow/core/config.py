@@ -328,6 +328,15 @@ class Calendar(_Model):
     board_pack_working_days: int = Field(default=5, ge=0)
 
 
+class Benchmark(_Model):
+    """A published figure to compare a measure with: England's, or the statistical neighbours' average."""
+
+    name: Literal["England", "Statistical neighbours"]
+    value: float
+    year: str = Field(min_length=4, max_length=9)  # "2024" or "2023/24"
+    source: str = Field(min_length=1)
+
+
 class Kpi(_Model):
     """A Board measure: what it counts, which feeds it needs, its local target and who answers for it.
 
@@ -355,6 +364,7 @@ class Kpi(_Model):
     rate_per: int = Field(default=10_000, ge=1)
     ledger: Literal["on_time", "first_time_pass"] | None = None
     lead_partner: str | None = None
+    benchmarks: tuple[Benchmark, ...] = ()
 
     @model_validator(mode="after")
     def _one_kind_of_figures(self) -> Kpi:

@@ -150,12 +150,31 @@ class Period:
         """What people call the period, with its months: ``Q2 2026/27 (Jul–Sep 2026)``."""
         if self.kind == MONTH:
             return self.short_label
+        return f"{self.short_label} ({self.months})"
+
+    @property
+    def months(self) -> str:
+        """The months the period covers: ``Jul–Sep 2026``, ``Sep–Dec 2026``, ``October 2026``."""
+        if self.kind == MONTH:
+            return self.short_label
         start, end = self.start, self.end
         if start.year == end.year:
-            months = f"{MONTHS[start.month - 1]}–{MONTHS[end.month - 1]} {end.year}"
-        else:
-            months = f"{MONTHS[start.month - 1]} {start.year}–{MONTHS[end.month - 1]} {end.year}"
-        return f"{self.short_label} ({months})"
+            return f"{MONTHS[start.month - 1]}–{MONTHS[end.month - 1]} {end.year}"
+        return f"{MONTHS[start.month - 1]} {start.year}–{MONTHS[end.month - 1]} {end.year}"
+
+    @property
+    def id_meaning(self) -> str:
+        """What the id in a file name means, for the reader beside it: ``2026Q3 means Jul–Sep 2026``.
+
+        File names and period ids count calendar quarters (2026Q3 is July to September); the labels people
+        read count the financial year (Q2 2026/27). Wherever an id appears, this sentence goes next to it.
+        """
+        return f"{self.id} means {self.months}"
+
+    def explain_name(self, name: str) -> str:
+        """``name`` followed by what the period id in it means, if it has this period's id:
+        ``referrals_2026Q3.csv — 2026Q3 means Jul–Sep 2026``; otherwise ``name`` as it is."""
+        return f"{name} — {self.id_meaning}" if self.id in name else name
 
     @property
     def short_label(self) -> str:
@@ -305,6 +324,15 @@ def iso_day(value: object, what: str = "the day") -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{what} is not a real date") from None
+
+
+def period_label(period_id: str) -> str:
+    """The label people read for a period id (``2026Q3`` -> ``Q2 2026/27 (Jul–Sep 2026)``); the id itself if
+    it names no period. A Jinja filter in the e-mail and pack templates."""
+    try:
+        return Period.from_id(period_id).label
+    except ValueError:
+        return period_id
 
 
 def period_id_regex(kind: str | None = None) -> str:

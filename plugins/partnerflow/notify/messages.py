@@ -785,13 +785,13 @@ def _how_to_send(feed: Feed, period: Period) -> dict[str, str]:
             "stable_size": "We take it once its size has stopped changing.",
         }[transport.completeness]
         return {
-            "how": f"Upload {file_format} named {name} to the folder {transport.directory} on the partnership "
-            "SFTP server.",
+            "how": f"Upload {file_format} named {name} ({period.id_meaning}) to the folder {transport.directory} "
+            "on the partnership SFTP server.",
             "finish": finish,
         }
     endpoint = transport.endpoint.replace("{period}", period.id)
     return {
-        "how": f"Publish the return as {file_format} at your API endpoint {endpoint}.",
+        "how": f"Publish the return as {file_format} at your API endpoint {endpoint} ({period.id_meaning}).",
         "finish": "We collect it from there automatically, several times a day.",
     }
 

@@ -22,6 +22,7 @@ import posixpath
 import re
 import stat
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -399,3 +400,94 @@ def _record(
         metrics.count("files_rejected", feed.id)
     log.info("%s: received %s for %s as file %s (%s)", feed.id, source_name, period_id, received.id, state)
     return received.id
+
+
+# --- a folder of past returns (partnerflow backfill) ---------------------------------------------------
+
+
+def receive_local(eng: Engine, partnership: Partnership, feed: Feed, path: Path, period: Period) -> int | None:
+    """Land one past return from a local folder and record it in the ledger, as a fetch would have.
+
+    A file for an SFTP feed is the partner's file as they would have uploaded it (a zip or gzip is expanded
+    as on arrival); for an API feed it is the records the API would have answered, as a JSON list (or
+    ``{"records": [...]}``), recorded as one page of that period's endpoint. Returns the new ledger id, or
+    None when the ledger already has these bytes for the feed and period (a backfill run twice adds nothing).
+    """
+    raw = land(lambda out: out.write(path.read_bytes()))
+    if isinstance(feed.transport, HttpTransport):
+        records = _local_records(path)
+        endpoint = feed.transport.endpoint.format(period=period.id)
+        document = {"endpoint": endpoint, "pages": [{"page": 1, "records": records, "response_sha256": raw.sha256}]}
+        content, archive, source_name = land_bytes(json.dumps(document, sort_keys=True).encode()), None, endpoint
+    else:
+        content, archive, source_name = raw, None, path.name
+        kind = archive_kind(path.name)
+        if kind:
+            try:
+                content, archive = land(lambda out: expand(raw.path, kind, out)), raw
+            except ArchiveRefused as refused:
+                log.warning("%s: %s refused: %s", feed.id, path.name, refused.detail)
+                return _record_history(
+                    eng, partnership, feed, period, source_name, raw, (refused.code, ARCHIVE_RULES[refused.code])
+                )
+    with eng.connect() as conn:
+        if ledger.latest_sha256(conn, feed_id=feed.id, period_id=period.id, source_name=source_name) == content.sha256:
+            log.info("%s: %s for %s is already in the ledger", feed.id, path.name, period.id)
+            return None
+    return _record(
+        eng,
+        partnership,
+        feed,
+        period_id=period.id,
+        source_name=source_name,
+        landed=content,
+        mtime=dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.UTC),
+        size=path.stat().st_size,
+        archive=archive,
+    )
+
+
+def _record_history(
+    eng: Engine,
+    partnership: Partnership,
+    feed: Feed,
+    period: Period,
+    source_name: str,
+    landed: LandedFile,
+    rejection: tuple[str, str],
+) -> int:
+    """A past return refused as it is landed: recorded and rejected, with no e-mail to the partner."""
+    with eng.begin() as conn:
+        received = ledger.record_received(
+            conn,
+            feed_id=feed.id,
+            period_id=period.id,
+            source_name=source_name,
+            landed=landed,
+            source_mtime=None,
+            source_size=landed.size,
+            due_date=due_date(partnership, feed, period),
+        )
+        if received.state == ledger.RECEIVED:
+            code, message = rejection
+            quarantine_in(
+                conn,
+                partnership,
+                file_id=received.id,
+                feed=feed,
+                dataset=partnership.dataset(feed.dataset),
+                report=failure_report(code, message),
+                notify=False,
+            )
+    return received.id
+
+
+def _local_records(path: Path) -> Any:
+    """The records of an API feed's past return saved as JSON; what is not JSON is left for intake to refuse."""
+    try:
+        document = json.loads(path.read_bytes())
+    except ValueError:
+        return None
+    if isinstance(document, dict) and "records" in document:
+        return document["records"]
+    return document

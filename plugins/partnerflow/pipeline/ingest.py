@@ -51,17 +51,22 @@ def fetch(feed_id: str, *, period_id: str | None = None, config: Partnership | N
         return ledger.pending(conn, feed_id)
 
 
-def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = None) -> list[dict[str, Any]]:
+def decide(
+    feed_id: str, file_ids: list[int], *, config: Partnership | None = None, history: bool = False
+) -> list[dict[str, Any]]:
     """Stage, check and publish or quarantine each file, oldest first; return each file's outcome.
 
     A file intake can't read as a whole is quarantined with intake's report; one with problems in some rows
     only is checked against its contract as well, and quarantined with both in one report.
+    ``history`` is for past periods replayed by ``partnerflow backfill``: the same checks and publish, but
+    no receipt or rejection e-mail, and nothing moved on the partner's server (the files came from a folder).
     """
     config = config or partnership()
     feed = config.feed(feed_id)
     dataset = config.dataset(feed.dataset)
     eng = warehouse.engine()
     key = pseudonym_key()
+    notify = not history
     outcomes = []
     for file_id in sorted(file_ids):
         with deciding(eng, file_id) as received:  # a concurrent run of the same file waits, then skips it
@@ -80,7 +85,9 @@ def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = No
                     declared_rows=received.declared_rows,
                 )
             except reader.FileRejected as rejected:
-                outcome = quarantine(eng, config, file_id=file_id, feed=feed, dataset=dataset, report=rejected.report)
+                outcome = quarantine(
+                    eng, config, file_id=file_id, feed=feed, dataset=dataset, report=rejected.report, notify=notify
+                )
             else:
                 with eng.connect() as conn:
                     baseline = volume_baseline(conn, feed.id, dataset)
@@ -97,9 +104,12 @@ def decide(feed_id: str, file_ids: list[int], *, config: Partnership | None = No
                 # the contract's failures: the partner hears of everything in one report.
                 report = staged.with_contract(json.loads(checked.to_json()))
                 decide_with = publish if report["passed"] else quarantine
-                outcome = decide_with(eng, config, file_id=file_id, feed=feed, dataset=dataset, report=report)
+                outcome = decide_with(
+                    eng, config, file_id=file_id, feed=feed, dataset=dataset, report=report, notify=notify
+                )
             _count_outcome(outcome)
-            if outcome.state == ledger.PUBLISHED and getattr(feed.transport, "processed_directory", None):
+            moves = not history and getattr(feed.transport, "processed_directory", None)
+            if moves and outcome.state == ledger.PUBLISHED:
                 collect.move_to_processed(feed, [file_id])
             outcomes.append(outcome.as_dict())
     with eng.connect() as conn:

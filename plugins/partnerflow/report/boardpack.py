@@ -31,9 +31,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from partnerflow.core import clock, wording
 from partnerflow.core.config import Partnership
-from partnerflow.core.periods import Period, board_meetings
+from partnerflow.core.periods import Period, board_meetings, period_label
 from partnerflow.core.spreadsheet import spreadsheet_safe
 from partnerflow.report import pdf
+from partnerflow.report.commentary import load_commentary
 from partnerflow.report.content import RAG_LABELS, Edition, PackContent
 from partnerflow.report.disclosure import LIMITS, MARKS, NHS_ROUNDING
 from partnerflow.report.kpis import TrendPoint, feed_periods, kpi_rows, submission_statuses
@@ -111,6 +112,7 @@ def content_on(
         as_of=as_of,
         rows=tuple(kpi_rows(conn, partnership, period, as_of=as_of)),
         statuses=tuple(submission_statuses(conn, partnership, period, as_of=as_of)),
+        commentary=load_commentary(partnership, period),
     )
 
 
@@ -305,4 +307,5 @@ def _environment() -> jinja2.Environment:
     )
     env.globals["sparkline"] = sparkline
     env.filters.update(wording.FILTERS)
+    env.filters["period_label"] = period_label
     return env

@@ -10,6 +10,7 @@ matplotlib is imported when a chart is drawn, never at import time: DAG parsing 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -70,7 +71,8 @@ def _drawn(points: tuple[TrendPoint, ...], kpi: Kpi, width_mm: float, height_mm:
 
     if kpi.target is not None and kpi.polarity != "none":
         axes.axhline(kpi.target, color=GREY, linewidth=0.9, linestyle=(0, (4, 2)))
-        axes.text(len(points) - 0.5, kpi.target, " target", fontsize=5.5, color=GREY, va="bottom", ha="right")
+        # At the left end: the right end is where the latest value's label goes.
+        axes.text(-0.5, kpi.target, " target", fontsize=5.5, color=GREY, va="bottom", ha="left")
         amber = _amber_limit(kpi)
         if amber is not None and amber != kpi.target:
             axes.axhline(amber, color=AMBER, linewidth=0.7, linestyle=(0, (1, 2)))
@@ -95,9 +97,9 @@ def _drawn(points: tuple[TrendPoint, ...], kpi: Kpi, width_mm: float, height_mm:
     axes.set_xticks(xs, [_tick_label(p) for p in points], fontsize=5.5, color=GREY)
     axes.tick_params(axis="y", labelsize=5.5, colors=GREY, length=2)
     axes.tick_params(axis="x", length=0)
-    axes.yaxis.set_major_locator(ticker.MaxNLocator(nbins=4, integer=kpi.unit == "count"))
-    if kpi.unit == "percent":
-        axes.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.0f}%"))
+    ticks = y_ticks(bottom, top, kpi.unit)
+    axes.yaxis.set_major_locator(ticker.FixedLocator([value for value, _ in ticks]))
+    axes.yaxis.set_major_formatter(ticker.FixedFormatter([label for _, label in ticks]))
     axes.grid(axis="y", color="#f3f2f1", linewidth=0.6)
     for side in ("top", "right", "left"):
         axes.spines[side].set_visible(False)
@@ -106,6 +108,32 @@ def _drawn(points: tuple[TrendPoint, ...], kpi: Kpi, width_mm: float, height_mm:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     return buffer.getvalue()
+
+
+def y_ticks(bottom: float, top: float, unit: str) -> list[tuple[float, str]]:
+    """Up to five evenly spaced ticks on the scale ``bottom``..``top`` at round steps (1, 2, 2.5 or 5 times a
+    power of ten), each labelled with exactly as many decimals as the step needs: 21.5% is never shown as
+    "22%", so evenly spaced ticks read as evenly spaced, and the target line sits at its own label."""
+    span = top - bottom
+    if span <= 0:
+        return []
+    raw = span / 4
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    if unit == "count":
+        step = max(1.0, math.ceil(step))
+    decimals = 0
+    while decimals < 6 and abs(round(step, decimals) - step) > step * 1e-9:
+        decimals += 1
+    first = math.ceil(bottom / step - 1e-9) * step
+    suffix = "%" if unit == "percent" else ""
+    ticks = []
+    value = first
+    while value <= top + step * 1e-9:
+        shown = round(value, decimals)
+        ticks.append((shown, f"{shown:,.{decimals}f}{suffix}"))
+        value += step
+    return ticks
 
 
 def _amber_limit(kpi: Kpi) -> float | None:

@@ -8,15 +8,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from partnerflow.core import wording
 from partnerflow.core.config import Partnership
 from partnerflow.core.periods import Period
+from partnerflow.report.commentary import ThemeCommentary
 from partnerflow.report.kpis import FeedStatus, KpiRow
 
+WORDING_KEYS = ("title", "method", "theme", "benchmarks")  # configured words, not data: left out of the fingerprint
 RAG_LABELS = {"red": "Red", "amber": "Amber", "green": "Green", "none": "No target"}
 
 
@@ -60,6 +63,11 @@ class PackContent:
     as_of: dt.date
     rows: tuple[KpiRow, ...]
     statuses: tuple[FeedStatus, ...]
+    commentary: Mapping[str, ThemeCommentary] = field(default_factory=dict)
+    """The officer's words per theme (``report.commentary``): wording, so not part of the fingerprint."""
+
+    def commentary_for(self, theme: str) -> ThemeCommentary:
+        return self.commentary.get(theme) or ThemeCommentary()
 
     @property
     def attention(self) -> tuple[FeedStatus, ...]:
@@ -104,9 +112,7 @@ class PackContent:
     def fingerprint(self) -> str:
         """A hash of the data shown (not of wording, layout or the day it was read)."""
         data = {
-            "kpis": [
-                {k: v for k, v in kpi.items() if k not in ("title", "method", "theme")} for kpi in self.figures["kpis"]
-            ],
+            "kpis": [{k: v for k, v in kpi.items() if k not in WORDING_KEYS} for kpi in self.figures["kpis"]],
             "returns": self.figures["returns"],
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()

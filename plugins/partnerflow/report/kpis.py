@@ -174,6 +174,11 @@ class KpiRow:
         return self.kpi.title
 
     @property
+    def benchmarks_text(self) -> str:
+        """``England 22.4% (2024); Statistical neighbours 21.0% (2024)``: empty when none are configured."""
+        return "; ".join(f"{b.name} {format_number(b.value, self.kpi.unit)} ({b.year})" for b in self.kpi.benchmarks)
+
+    @property
     def theme(self) -> str:
         return self.kpi.theme
 
@@ -240,6 +245,7 @@ class KpiRow:
         """What the pack shows of this measure (disclosure-controlled only), for the archive and pre-briefs."""
         return {
             "id": self.id,
+            "benchmarks": self.benchmarks_text,
             "title": self.title,
             "theme": self.theme,
             "unit": self.unit,

@@ -14,6 +14,7 @@ from typing import Any
 import jinja2
 
 from partnerflow.core import wording
+from partnerflow.core.periods import period_label
 from partnerflow.notify.messages import TEMPLATES_DIR as NOTIFY_TEMPLATES
 from partnerflow.report.boardpack import TEMPLATES_DIR
 
@@ -37,4 +38,5 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters.update(wording.FILTERS)
+    env.filters["period_label"] = period_label
     return env

@@ -19,7 +19,7 @@ from fpdf.fonts import FontFace
 
 from partnerflow.core import wording
 from partnerflow.report.content import Edition, PackContent
-from partnerflow.report.disclosure import LIMITS, MARKS, NHS_ROUNDING
+from partnerflow.report.disclosure import LIMITS, MARKS, NHS_ROUNDING, format_number
 from partnerflow.report.kpis import Breakdown, KpiRow
 
 FONT = "DejaVu"
@@ -30,7 +30,12 @@ RAG_COLOURS = {"red": (212, 53, 28), "amber": (244, 119, 56), "green": (0, 112, 
 RAG_TEXT = {"red": WHITE, "amber": BLACK, "green": WHITE, "none": BLACK}
 TILES_PER_ROW = 4
 TILE_HEIGHT = 31.5
-CHART_WIDTH, CHART_HEIGHT = 86.0, 44.0
+BENCHMARK_LINE = 3.2  # a tile's extra height when measures have benchmarks
+BENCHMARK_KEY = " Eng: England's figure; SN: our statistical neighbours' (year and source in the notes)."
+CHART_WIDTH, CHART_HEIGHT = 86.0, 34.0
+CHART_TITLE_LINES, CHART_TITLE_LINE = 2, 3.6  # a chart's title wraps within its own column, never into the next
+TILE_TITLE_HEIGHT, TILE_TITLE_SIZES = 9.8, (7.0, 6.5, 6.0, 5.5, 5.0)  # a long tile title is set smaller, never cut
+TILE_LINE = 0.443  # a tile title's line height, in mm per point of its size
 
 
 def render_pdf(content: PackContent, edition: Edition) -> tuple[bytes, int]:
@@ -187,36 +192,41 @@ def _cover(pdf: _PackPdf, content: PackContent, edition: Edition) -> None:
 def _summary(pdf: _PackPdf, content: PackContent) -> None:
     pdf.add_page()
     pdf.heading("At a glance")
+    benchmarked = any(row.kpi.benchmarks for row in content.rows)
     pdf.para(
         f"Each measure for {content.period.short_label} against its local target: green on target, amber within"
-        " tolerance, red beyond it. The arrow compares it with the quarter before.",
+        " tolerance, red beyond it. The arrow compares it with the quarter before."
+        + (BENCHMARK_KEY if benchmarked else ""),
         9,
         colour=GREY,
     )
     pdf.ln(3)
-    gap = 3.0
+    gap = 2.5 if benchmarked else 3.0
     width = (pdf.epw - gap * (TILES_PER_ROW - 1)) / TILES_PER_ROW
+    height = TILE_HEIGHT + (BENCHMARK_LINE if benchmarked else 0.0)
     top = pdf.get_y()
     for index, row in enumerate(content.rows):
         column = index % TILES_PER_ROW
         if column == 0:
-            pdf.set_y(top if index == 0 else top + TILE_HEIGHT + gap)
-            if pdf.will_page_break(TILE_HEIGHT):
+            pdf.set_y(top if index == 0 else top + height + gap)
+            if pdf.will_page_break(height):
                 pdf.add_page()
             top = pdf.get_y()
-        _tile(pdf, row, MARGIN + column * (width + gap), top, width)
-    pdf.set_y(top + TILE_HEIGHT + gap)
+        _tile(pdf, row, MARGIN + column * (width + gap), top, width, height)
+    pdf.set_y(top + height + gap)
 
 
-def _tile(pdf: _PackPdf, row: KpiRow, x: float, y: float, width: float) -> None:
+def _tile(pdf: _PackPdf, row: KpiRow, x: float, y: float, width: float, height: float = TILE_HEIGHT) -> None:
     pdf.set_draw_color(*RULE)
-    pdf.rect(x, y, width, TILE_HEIGHT)
+    pdf.rect(x, y, width, height)
     pdf.set_fill_color(*RAG_COLOURS[row.rag])
     pdf.rect(x, y, width, 2.2, style="F")
     inner = width - 4
-    pdf.set_font(FONT, "B", 7)
+    size = _fitting_size(pdf, row.title, inner, TILE_TITLE_SIZES)
+    pdf.set_font(FONT, "B", size)
     pdf.set_xy(x + 2, y + 3.3)
-    pdf.multi_cell(inner, 3.1, _fit_lines(pdf, row.title, inner, 3), align="L", new_x="LEFT", new_y="NEXT")
+    title = _fit_lines(pdf, row.title, inner, _tile_title_lines(size))  # cut only if the smallest size can't hold it
+    pdf.multi_cell(inner, size * TILE_LINE, title, align="L", new_x="LEFT", new_y="NEXT")
     pdf.set_xy(x + 2, y + 13.4)
     pdf.set_font(FONT, "B", 13 if row.value is not None else 9.5)
     pdf.set_text_color(*(BLACK if row.value is not None else RAG_COLOURS["red"]))
@@ -231,10 +241,30 @@ def _tile(pdf: _PackPdf, row: KpiRow, x: float, y: float, width: float) -> None:
     pdf.set_xy(x + 2, y + 20.8)
     target = f"Target {row.target_text}" if row.target_text else "No target set"
     pdf.multi_cell(inner, 2.8, _fit_lines(pdf, target, inner, 2), align="L", new_x="LEFT", new_y="NEXT")
-    pdf.set_xy(x + 2, y + 27)
+    if row.kpi.benchmarks:
+        pdf.set_xy(x + 2, y + 26.6)
+        short = {"England": "Eng", "Statistical neighbours": "SN"}
+        text = " · ".join(f"{short[b.name]} {format_number(b.value, row.kpi.unit)}" for b in row.kpi.benchmarks)
+        pdf.cell(inner, 3, _fit_lines(pdf, text, inner, 1))
+    pdf.set_xy(x + 2, y + height - 4.5)
     travel = f"{_arrow(row)} {row.travel_text}" if row.direction != "none" else "No comparison with last quarter"
     pdf.cell(inner, 3, travel)
     pdf.set_text_color(*BLACK)
+
+
+def _tile_title_lines(size: float) -> int:
+    """How many lines of a tile title at ``size`` fit above the tile's figure."""
+    return int(TILE_TITLE_HEIGHT // (size * TILE_LINE))
+
+
+def _fitting_size(pdf: _PackPdf, text: str, width: float, sizes: Sequence[float]) -> float:
+    """The largest of ``sizes`` (bold) at which ``text`` fits the tile's title lines of ``width``."""
+    for size in sizes:
+        pdf.set_font(FONT, "B", size)
+        wrapped = pdf.multi_cell(width, 3, text, dry_run=True, output="LINES")
+        if len(wrapped) <= _tile_title_lines(size):  # type: ignore[arg-type]
+            return size
+    return sizes[-1]
 
 
 def _fit_lines(pdf: _PackPdf, text: str, width: float, lines: int) -> str:
@@ -276,13 +306,26 @@ def _theme(pdf: _PackPdf, theme: str, rows: list[KpiRow], content: PackContent) 
         for row in rows:
             cells = table.row()
             title = row.title + (f"\n{row.note}" if row.note else "")
+            title += f"\n{row.benchmarks_text}" if row.benchmarks_text else ""
             cells.cell(title)
             cells.cell(row.display, style=FontFace(emphasis="BOLD", color=BLACK if row.value else RAG_COLOURS["red"]))
             cells.cell(row.parts_text)
             cells.cell(row.target_text or "None set")
             cells.cell(row.rag_label, style=FontFace(fill_color=RAG_COLOURS[row.rag], color=RAG_TEXT[row.rag]))
             cells.cell(row.travel_text)
-    pdf.ln(4)
+    pdf.ln(3)
+    _commentary(pdf, content, theme)
+    # The charts and breakdown tables start on the next page if they would not all fit on this one and this
+    # one is already a third full: better two well-filled pages than a last one with a table alone on it.
+    with pdf.offset_rendering() as trial:
+        _theme_figures(trial, rows)  # type: ignore[arg-type]
+    if trial.page_break_triggered and pdf.get_y() > pdf.t_margin + pdf.eph / 3:
+        pdf.add_page()
+    _theme_figures(pdf, rows)
+
+
+def _theme_figures(pdf: _PackPdf, rows: list[KpiRow]) -> None:
+    """A theme's trend charts, then its breakdown tables."""
     charted = [row for row in rows if any(p.value is not None for p in row.trend)]
     if charted:
         pdf.para(
@@ -298,10 +341,25 @@ def _theme(pdf: _PackPdf, theme: str, rows: list[KpiRow], content: PackContent) 
             _breakdown(pdf, row, row.breakdown)
 
 
+def _commentary(pdf: _PackPdf, content: PackContent, theme: str) -> None:
+    """The officer's commentary on the theme, or a plain statement that there is none."""
+    commentary = content.commentary_for(theme)
+    if not commentary:
+        pdf.para(f"No commentary on {theme.lower()} was written for {content.period.short_label}.", 8.5, colour=GREY)
+        pdf.ln(3)
+        return
+    for heading, text in commentary.parts:
+        pdf.para(heading, 9, style="B")
+        pdf.para(text, 9)
+        pdf.ln(1.5)
+    pdf.ln(2)
+
+
 def _charts(pdf: _PackPdf, rows: list[KpiRow]) -> None:
     from partnerflow.report.charts import trend_chart
 
-    block = CHART_HEIGHT + 9
+    title_height = CHART_TITLE_LINES * CHART_TITLE_LINE
+    block = title_height + 1 + CHART_HEIGHT + 4
     gap = pdf.epw - 2 * CHART_WIDTH
     top = pdf.get_y()
     for index, row in enumerate(rows):
@@ -314,17 +372,25 @@ def _charts(pdf: _PackPdf, rows: list[KpiRow]) -> None:
         x = MARGIN + column * (CHART_WIDTH + gap)
         pdf.set_xy(x, top)
         pdf.set_font(FONT, "B", 7.5)
-        pdf.cell(CHART_WIDTH, 4, _clip(row.title, 70))
-        pdf.image(io.BytesIO(trend_chart(row.trend, row.kpi)), x=x, y=top + 5, w=CHART_WIDTH, h=CHART_HEIGHT)
+        title = _fit_lines(pdf, row.title, CHART_WIDTH, CHART_TITLE_LINES)
+        pdf.multi_cell(CHART_WIDTH, CHART_TITLE_LINE, title, align="L", new_x="LEFT", new_y="NEXT")
+        chart = trend_chart(row.trend, row.kpi, width_mm=CHART_WIDTH, height_mm=CHART_HEIGHT)
+        pdf.image(io.BytesIO(chart), x=x, y=top + title_height + 1, w=CHART_WIDTH, h=CHART_HEIGHT)
     pdf.set_y(top + block)
     pdf.ln(2)
 
 
 def _breakdown(pdf: _PackPdf, row: KpiRow, breakdown: Breakdown) -> None:
-    columns = len(breakdown.periods)
-    height = 20 + 6 * (len(breakdown.categories) + 1)
-    if pdf.will_page_break(height):
+    """The breakdown table, on this page if it fits whole (measured by drawing it off the page first)."""
+    with pdf.offset_rendering() as trial:
+        _breakdown_table(trial, row, breakdown)  # type: ignore[arg-type]
+    if trial.page_break_triggered:
         pdf.add_page()
+    _breakdown_table(pdf, row, breakdown)
+
+
+def _breakdown_table(pdf: _PackPdf, row: KpiRow, breakdown: Breakdown) -> None:
+    columns = len(breakdown.periods)
     pdf.set_font(FONT, "B", 9.5)
     pdf.multi_cell(
         0,
@@ -357,7 +423,7 @@ def _breakdown(pdf: _PackPdf, row: KpiRow, breakdown: Breakdown) -> None:
         total_row.cell("Total")
         for cell in totals:
             total_row.cell(cell.text)
-    pdf.ln(4)
+    pdf.ln(2)
 
 
 def _completeness(pdf: _PackPdf, content: PackContent) -> None:
@@ -385,7 +451,7 @@ def _completeness(pdf: _PackPdf, content: PackContent) -> None:
             style = FontFace(color=RAG_COLOURS["red"]) if status.needs_attention else None
             row = table.row()
             row.cell(status.partner_name)
-            row.cell(status.feed_title + (f" ({status.period.id})" if status.period != content.period else ""))
+            row.cell(status.feed_title + (f" ({status.period.label})" if status.period != content.period else ""))
             row.cell(wording.short_date(status.due_date))
             row.cell(wording.short_date(status.received_on) or "–")
             row.cell(_yes_no(status.on_time))
@@ -411,6 +477,9 @@ def _notes(pdf: _PackPdf, content: PackContent, edition: Edition) -> None:
         target = f" Local target {row.target_text}." if row.target_text else ""
         pdf.para(row.title, 8.5, style="B")
         pdf.para(row.method + target, 8)
+        for b in row.kpi.benchmarks:
+            value = format_number(b.value, row.kpi.unit)
+            pdf.para(f"{b.name}: {value} in {b.year}. Source: {b.source}", 8, colour=GREY)
         pdf.ln(1.5)
     pdf.ln(2)
     pdf.para("Small numbers", 11, style="B")
@@ -455,10 +524,6 @@ def _arrow(row: KpiRow) -> str:
 
 def _yes_no(value: bool | None) -> str:
     return "–" if value is None else ("Yes" if value else "No")
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _font_dir() -> Path:

@@ -38,6 +38,7 @@ MANIFEST_ROWS_MESSAGE = (
     "The number of rows in the file is not the number its .done manifest gives. "
     "Upload the complete file, then a manifest that matches it."
 )
+NOT_NOTIFIED = "history for a past period (partnerflow backfill): no e-mail sent to the partner"
 
 
 @dataclass(frozen=True)
@@ -91,13 +92,18 @@ def publish(
     feed: Feed,
     dataset: Dataset,
     report: dict[str, Any],
+    notify: bool = True,
 ) -> Outcome:
     """Replace the published slice with the staged rows of ``file_id``, or record why it can't.
 
-    A file whose ``.done`` manifest promised another row count is quarantined instead.
+    A file whose ``.done`` manifest promised another row count is quarantined instead. With ``notify``
+    False (a past period loaded by ``partnerflow backfill``) no receipt or rejection is enqueued: the
+    ledger notes why instead.
     """
     with eng.begin() as conn:
-        outcome = _publish_in(conn, partnership, file_id=file_id, feed=feed, dataset=dataset, report=report)
+        outcome = _publish_in(
+            conn, partnership, file_id=file_id, feed=feed, dataset=dataset, report=report, notify=notify
+        )
     log.info("%s %s: file %s is %s (%d rows)", feed.id, outcome.period_id, file_id, outcome.state, outcome.rows)
     return outcome
 
@@ -110,10 +116,14 @@ def quarantine(
     feed: Feed,
     dataset: Dataset,
     report: dict[str, Any],
+    notify: bool = True,
 ) -> Outcome:
-    """Mark a file rejected with its report and tell the partner; published data stays as it was."""
+    """Mark a file rejected with its report and tell the partner (unless ``notify`` is False, as for a
+    past period's file loaded by backfill); published data stays as it was."""
     with eng.begin() as conn:
-        outcome = quarantine_in(conn, partnership, file_id=file_id, feed=feed, dataset=dataset, report=report)
+        outcome = quarantine_in(
+            conn, partnership, file_id=file_id, feed=feed, dataset=dataset, report=report, notify=notify
+        )
     log.info("%s %s: file %s is %s", feed.id, outcome.period_id, file_id, outcome.state)
     return outcome
 
@@ -126,6 +136,7 @@ def quarantine_in(
     feed: Feed,
     dataset: Dataset,
     report: dict[str, Any],
+    notify: bool = True,
 ) -> Outcome:
     """``quarantine`` inside the caller's transaction (a file refused as it is recorded, say)."""
     codes = sorted({f["code"] for f in report["failures"] if f.get("severity", "error") == "error"})
@@ -143,18 +154,21 @@ def quarantine_in(
         ),
         {"at": clock.now(), "f": feed.id, "p": received.period_id},
     )
-    enqueue(
-        conn,
-        messages.rejection(
-            partnership,
-            feed,
-            period,
-            file_id=file_id,
-            source_name=received.source_name,
-            report=report,
-            due=due_date(partnership, feed, period),
-        ),
-    )
+    if notify:
+        enqueue(
+            conn,
+            messages.rejection(
+                partnership,
+                feed,
+                period,
+                file_id=file_id,
+                source_name=received.source_name,
+                report=report,
+                due=due_date(partnership, feed, period),
+            ),
+        )
+    else:
+        ledger.note(conn, file_id, NOT_NOTIFIED)
     conn.execute(sa.text(f"DROP TABLE IF EXISTS {staging_table(dataset, file_id)}"))
     return Outcome(file_id, feed.id, received.period_id, ledger.REJECTED)
 
@@ -179,6 +193,7 @@ def _publish_in(
     feed: Feed,
     dataset: Dataset,
     report: dict[str, Any],
+    notify: bool = True,
 ) -> Outcome:
     received = _locked(conn, feed, file_id)
     if received.state != ledger.RECEIVED:
@@ -187,7 +202,9 @@ def _publish_in(
     rows = conn.execute(sa.text(f"SELECT count(*) FROM {staging}")).scalar_one()
     if received.declared_rows is not None and rows != received.declared_rows:
         failed = _with_failure(report, (MANIFEST_ROWS_RULE, MANIFEST_ROWS_MESSAGE))
-        return quarantine_in(conn, partnership, file_id=file_id, feed=feed, dataset=dataset, report=failed)
+        return quarantine_in(
+            conn, partnership, file_id=file_id, feed=feed, dataset=dataset, report=failed, notify=notify
+        )
     current = conn.execute(
         sa.text("SELECT published_file_id FROM ops.submissions WHERE feed_id = :f AND period_id = :p"),
         {"f": feed.id, "p": received.period_id},
@@ -228,6 +245,9 @@ def _publish_in(
         },
     )
     warnings = [f for f in report.get("failures", []) if f.get("severity") == "warning"]
+    if not notify:
+        ledger.note(conn, file_id, NOT_NOTIFIED)
+        return Outcome(file_id, feed.id, received.period_id, ledger.PUBLISHED, rows)
     notes = [f for f in report.get("failures", []) if f.get("severity") == "info"]
     enqueue(
         conn,

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from partnerflow.core import clock, wording
 from partnerflow.core.clock import LONDON
 from partnerflow.core.config import Feed, Partnership
-from partnerflow.core.periods import Period, after_go_live, schedule, working_days_between
+from partnerflow.core.periods import Period, after_go_live, period_label, schedule, working_days_between
 from partnerflow.notify.messages import REJECTION
 from partnerflow.notify.outbox import message_key
 from partnerflow.warehouse import ledger
@@ -322,7 +322,7 @@ def render_table(rows: list[ReturnStatus]) -> str:
     headers = ("period", "feed", "status", "due", "rows", "latest file", "files", "emails sent")
     body = [
         (
-            r.period_id,
+            period_label(r.period_id),
             r.feed_id,
             r.summary,
             r.due_date.isoformat(),
@@ -339,6 +339,8 @@ def render_table(rows: list[ReturnStatus]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in body]
+    meanings = [_id_meaning(p) for p in dict.fromkeys(r.period_id for r in rows)]
+    lines.append("In file names: " + "; ".join(m for m in meanings if m) + ".")
     ignored = [(r, i) for r in rows for i in r.ignored]
     if ignored:
         lines += ["", "Near-miss uploads left in partners' drops (the partner was told the expected name once):"]
@@ -462,3 +464,10 @@ def render_file_report(report: FileReport) -> str:
         when = f"sent {m.sent_at.isoformat(timespec='seconds')}" if m.sent_at else m.state
         lines.append(f"  {m.key}  ({when})  {m.subject}")
     return "\n".join(lines)
+
+
+def _id_meaning(period_id: str) -> str:
+    try:
+        return Period.from_id(period_id).id_meaning
+    except ValueError:
+        return ""
