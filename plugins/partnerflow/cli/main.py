@@ -29,8 +29,7 @@ EXIT_CODES = {
     "demo": "0 the demo played through; 2 the development tools are not installed",
     "validate": "0 the file would be accepted; 1 it would be rejected; 2 an engineer's problem (unknown feed, "
     "no such file, invalid contract or configuration, warehouse not reachable)",
-    "backfill": "0 every return was published (or already loaded); 1 a return was rejected or is not of a "
-    "past period",
+    "backfill": "0 every return was published (or already loaded); 1 a return was rejected or is not of a past period",
     "approve-pack": "0 approved; 1 nothing to approve, or an invalid period; "
     "2 the warehouse is not set or not reachable",
 }
