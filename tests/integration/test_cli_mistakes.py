@@ -15,7 +15,17 @@ REPO = Path(__file__).resolve().parents[2]
 PARTNERFLOW = Path(sys.executable).parent / "partnerflow"
 DEMO_CONFIG = REPO / "config" / "partnership.yaml"
 PASSWORD = "s3cret-pw"
-SUBCOMMANDS = ("check-config", "migrate", "status", "report", "calendar", "demo", "validate", "backfill", "approve-pack")
+SUBCOMMANDS = (
+    "check-config",
+    "migrate",
+    "status",
+    "report",
+    "calendar",
+    "demo",
+    "validate",
+    "backfill",
+    "approve-pack",
+)
 
 
 def _closed_port() -> int:
