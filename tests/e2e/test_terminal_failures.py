@@ -60,7 +60,11 @@ def failed_runs(postgres, demo_config, tmp_path_factory):
             transient_run = client.trigger(TRANSIENT_DAG, conf={})
             terminal_state = client.wait_run(TERMINAL_DAG, terminal_run, timeout=300)
             terminal_tis = {ti["task_id"]: ti for ti in client.task_instances(TERMINAL_DAG, terminal_run)}
-            transient_fetch = _wait_task_state(client, TRANSIENT_DAG, transient_run, "fetch", "up_for_retry")
+            # The DAG's safety-net schedule may start a run first, and max_active_runs=1 queues ours behind it
+            # until its retries (30 s, 60 s, 120 s) are spent: wait long enough for that.
+            transient_fetch = _wait_task_state(
+                client, TRANSIENT_DAG, transient_run, "fetch", "up_for_retry", timeout=600.0
+            )
         with warehouse.engine().connect() as conn:
             alerts = [
                 dict(row)
